@@ -94,9 +94,19 @@ using at::Tensor;
 // Input validation: every message names the op, the argument, the expected and
 // the actual value.
 std::string dtype_name(const Tensor& t) {
-  switch (t.scalar_type()) {
+  switch (t.scalar_type()) {  // spelled as Python users know them
     case at::kFloat: return "torch.float32";
     case at::kDouble: return "torch.float64";
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    case at::kLong: return "torch.int64";
+    case at::kInt: return "torch.int32";
+    case at::kShort: return "torch.int16";
+    case at::kChar: return "torch.int8";
+    case at::kByte: return "torch.uint8";
+    case at::kBool: return "torch.bool";
+    case at::kComplexFloat: return "torch.complex64";
+    case at::kComplexDouble: return "torch.complex128";
     default: return std::string("torch.") + c10::toString(t.scalar_type());
   }
 }

@@ -1,0 +1,243 @@
+"""The a3ext custom ops: public functions, fake kernels and autograd formulas.
+
+Kernels are C++ (``csrc/cpu``) registered with the dispatcher under the
+``a3ext`` namespace; this module is the one place where their fake (meta)
+kernels and autograd formulas are registered, so they work with
+``torch.compile``, ``torch.library.opcheck`` and ``gradcheck``.
+
+Semantics are the assignment's (``a3ext.reference`` is the float64 golden
+reference): batch-major shapes, ``x (N, T, D)``, ``h0 (N, H)``, ``h (N, T, H)``
+excluding ``h0``; vanilla RNN ``h_t = tanh(x_t Wx + h_{t-1} Wh + b)``; LSTM
+pre-activations ``a = x_t Wx + h_{t-1} Wh + b`` of width 4H split in the gate
+order **i, f, o, g** (sigmoid on i, f, o; tanh on g), ``c_t = f*c_{t-1} + i*g``,
+``h_t = o*tanh(c_t)``, ``c0 = 0`` unless given.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "cpu_isa"]
+
+_ops = torch.ops.a3ext
+
+
+# ---------------------------------------------------------------------------
+# Validation shared by the fake kernels (the C++ kernels perform the same
+# checks with the same messages for eager calls).
+def _dtype_name(t: Tensor) -> str:
+    return str(t.dtype)
+
+
+def _check_same(op: str, ref: Tensor, ref_name: str, t: Tensor, name: str) -> None:
+    if not t.is_floating_point():
+        raise TypeError(
+            f"{op}: {name} must be a floating-point tensor (torch.float32 or torch.float64), "
+            f"but got {_dtype_name(t)}"
+        )
+    if t.dtype != ref.dtype:
+        raise TypeError(
+            f"{op}: all inputs must have the same dtype, but {name} is {_dtype_name(t)} "
+            f"while {ref_name} is {_dtype_name(ref)}"
+        )
+    if t.device != ref.device:
+        raise ValueError(
+            f"{op}: all inputs must be on the same device, but {name} is on {t.device} "
+            f"while {ref_name} is on {ref.device}"
+        )
+
+
+def _check_shape(op: str, t: Tensor, name: str, expected: tuple, expected_str: str) -> None:
+    if tuple(t.shape) != tuple(expected):
+        raise ValueError(
+            f"{op}: expected {name} of shape {expected_str} = {list(expected)}, "
+            f"but got {list(t.shape)}"
+        )
+
+
+def _check_forward(op, x, h0, Wx, Wh, b, gate_mult):
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: x must be torch.float32 or torch.float64, but got {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(
+            f"{op}: expected x of shape (N, T, D), but got a {x.dim()}-D tensor of shape "
+            f"{list(x.shape)}"
+        )
+    if h0.dim() != 2:
+        raise ValueError(
+            f"{op}: expected h0 of shape (N, H), but got a {h0.dim()}-D tensor of shape "
+            f"{list(h0.shape)}"
+        )
+    for t, name in ((h0, "h0"), (Wx, "Wx"), (Wh, "Wh"), (b, "b")):
+        if t is not None:
+            _check_same(op, x, "x", t, name)
+    N, T, D = x.shape
+    H = h0.shape[1]
+    if h0.shape[0] != N:
+        raise ValueError(
+            f"{op}: expected h0 of shape (N, H) with N = {N} (from x), but got {list(h0.shape)}"
+        )
+    G = gate_mult * H
+    four = "4H" if gate_mult == 4 else "H"
+    _check_shape(op, Wx, "Wx", (D, G), f"(D, {four})")
+    _check_shape(op, Wh, "Wh", (H, G), f"(H, {four})")
+    if b is not None:
+        _check_shape(op, b, "b", (G,), f"({four},)")
+    return N, T, D, H
+
+
+def _check_sequence(op, t, name, x, N, T, width, shape_str):
+    _check_same(op, x, "x", t, name)
+    _check_shape(op, t, name, (N, T, width), shape_str)
+
+
+def _empty_like_shape(ref: Tensor, *shape) -> Tensor:
+    return torch.empty(shape, dtype=ref.dtype, device=ref.device)
+
+
+# ---------------------------------------------------------------------------
+# Fake kernels
+@torch.library.register_fake("a3ext::rnn_forward")
+def _rnn_forward_fake(x, h0, Wx, Wh, b):
+    N, T, D, H = _check_forward("a3ext.rnn", x, h0, Wx, Wh, b, 1)
+    return _empty_like_shape(x, N, T, H)
+
+
+@torch.library.register_fake("a3ext::rnn_backward")
+def _rnn_backward_fake(dh, x, h0, Wx, Wh, h):
+    op = "a3ext.rnn_backward"
+    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, None, 1)
+    _check_sequence(op, h, "h", x, N, T, H, "(N, T, H)")
+    _check_sequence(op, dh, "dh", x, N, T, H, "(N, T, H)")
+    return (
+        _empty_like_shape(x, N, T, D),
+        _empty_like_shape(x, N, H),
+        _empty_like_shape(x, D, H),
+        _empty_like_shape(x, H, H),
+        _empty_like_shape(x, H),
+    )
+
+
+@torch.library.register_fake("a3ext::lstm_forward")
+def _lstm_forward_fake(x, h0, c0, Wx, Wh, b):
+    op = "a3ext.lstm"
+    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, b, 4)
+    _check_same(op, x, "x", c0, "c0")
+    _check_shape(op, c0, "c0", (N, H), "(N, H)")
+    return _empty_like_shape(x, N, T, H), _empty_like_shape(x, N, T, H), _empty_like_shape(x, N, T, 4 * H)
+
+
+@torch.library.register_fake("a3ext::lstm_backward")
+def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
+    op = "a3ext.lstm_backward"
+    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, None, 4)
+    _check_same(op, x, "x", c0, "c0")
+    _check_shape(op, c0, "c0", (N, H), "(N, H)")
+    _check_sequence(op, h, "h", x, N, T, H, "(N, T, H)")
+    _check_sequence(op, c, "c", x, N, T, H, "(N, T, H)")
+    _check_sequence(op, gates, "gates", x, N, T, 4 * H, "(N, T, 4H)")
+    if dh is not None:
+        _check_sequence(op, dh, "dh", x, N, T, H, "(N, T, H)")
+    if dc is not None:
+        _check_sequence(op, dc, "dc", x, N, T, H, "(N, T, H)")
+    return (
+        _empty_like_shape(x, N, T, D),
+        _empty_like_shape(x, N, H),
+        _empty_like_shape(x, N, H),
+        _empty_like_shape(x, D, 4 * H),
+        _empty_like_shape(x, H, 4 * H),
+        _empty_like_shape(x, 4 * H),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Autograd: the backward of each op is its own custom op.
+def _rnn_setup_context(ctx, inputs, output):
+    x, h0, Wx, Wh, _b = inputs
+    ctx.save_for_backward(x, h0, Wx, Wh, output)
+
+
+def _rnn_backward(ctx, dh):
+    x, h0, Wx, Wh, h = ctx.saved_tensors
+    return _ops.rnn_backward(dh, x, h0, Wx, Wh, h)
+
+
+torch.library.register_autograd(
+    "a3ext::rnn_forward", _rnn_backward, setup_context=_rnn_setup_context
+)
+
+
+def _lstm_setup_context(ctx, inputs, output):
+    x, h0, c0, Wx, Wh, _b = inputs
+    h, c, gates = output
+    ctx.mark_non_differentiable(gates)
+    ctx.save_for_backward(x, h0, c0, Wx, Wh, h, c, gates)
+
+
+def _lstm_backward(ctx, dh, dc, _dgates):
+    x, h0, c0, Wx, Wh, h, c, gates = ctx.saved_tensors
+    dx, dh0, dc0, dWx, dWh, db = _ops.lstm_backward(dh, dc, x, h0, c0, Wx, Wh, h, c, gates)
+    return dx, dh0, dc0, dWx, dWh, db
+
+
+torch.library.register_autograd(
+    "a3ext::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context
+)
+
+
+# ---------------------------------------------------------------------------
+# Public API
+def rnn(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
+    """Vanilla tanh RNN over a whole sequence.
+
+    x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H), the hidden
+    state of every step (h0 excluded). float32 or float64; differentiable in every input.
+    """
+    return _ops.rnn_forward(x, h0, Wx, Wh, b)
+
+
+def _check_step(op: str, x: Tensor, prev_h: Tensor) -> None:
+    if x.dim() != 2:
+        raise ValueError(
+            f"{op}: expected x of shape (N, D), but got a {x.dim()}-D tensor of shape {list(x.shape)}"
+        )
+    if prev_h.dim() != 2:
+        raise ValueError(
+            f"{op}: expected prev_h of shape (N, H), but got a {prev_h.dim()}-D tensor of shape "
+            f"{list(prev_h.shape)}"
+        )
+
+
+def rnn_step(x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
+    """One vanilla RNN step: x (N, D), prev_h (N, H) -> next_h = tanh(x Wx + prev_h Wh + b)."""
+    _check_step("a3ext.rnn_step", x, prev_h)
+    return _ops.rnn_forward(x.unsqueeze(1), prev_h, Wx, Wh, b).squeeze(1)
+
+
+def lstm(
+    x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor, c0: Optional[Tensor] = None
+) -> Tensor:
+    """LSTM over a whole sequence, gate order i, f, o, g.
+
+    x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,), c0 (N, H) or None (zeros,
+    as in the assignment) -> h (N, T, H). Differentiable in every input.
+    """
+    if c0 is None:
+        c0 = h0.new_zeros(h0.shape) if h0.dim() == 2 else h0
+    return _ops.lstm_forward(x, h0, c0, Wx, Wh, b)[0]
+
+
+def lstm_step(
+    x: Tensor, prev_h: Tensor, prev_c: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One LSTM step: x (N, D), prev_h (N, H), prev_c (N, H) -> (next_h, next_c)."""
+    _check_step("a3ext.lstm_step", x, prev_h)
+    h, c, _ = _ops.lstm_forward(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
+    return h.squeeze(1), c.squeeze(1)
+
+
+def cpu_isa() -> str:
+    """The instruction set (DEFAULT, AVX2 or AVX512) the CPU pointwise kernels use."""
+    return _ops._cpu_isa()

@@ -1,0 +1,318 @@
+"""a3ext.ops (C++ custom ops) against the float64 numpy reference, opcheck, gradcheck,
+torch.compile and bad inputs."""
+import numpy as np
+import pytest
+import torch
+
+import a3ext
+from a3ext import ops, reference as ref
+
+# (N, T, D, H): tiny, odd, D != H, and big enough to take the multi-thread path.
+SHAPES = [
+    (1, 1, 1, 1),
+    (2, 3, 4, 5),
+    (3, 1, 7, 2),
+    (1, 5, 3, 3),
+    (4, 6, 5, 1),
+    (5, 7, 11, 13),
+    (16, 4, 33, 64),
+    (64, 3, 8, 40),
+]
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+def rel_error(a, b, dtype=torch.float64):
+    """float64: the assignment's relative error (elementwise max). float32: the error
+    relative to the largest magnitude of the reference, since elementwise relative
+    error is meaningless for float32 entries that cancel to near zero."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if dtype == torch.float32:
+        return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(b)))) if b.size else 0.0
+    return ref.rel_error(a, b)
+
+
+def make_inputs(N, T, D, H, gates, dtype, requires_grad=False, scale=0.5):
+    g = torch.Generator().manual_seed(N * 1000 + T * 100 + D * 10 + H)
+    def r(*s):
+        return (scale * torch.randn(*s, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(requires_grad)
+    return dict(x=r(N, T, D), h0=r(N, H), Wx=r(D, gates * H), Wh=r(H, gates * H), b=r(gates * H))
+
+
+def np64(t):
+    return t.detach().to(torch.float64).numpy()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rnn_matches_reference(shape, dtype):
+    N, T, D, H = shape
+    a = make_inputs(N, T, D, H, 1, dtype, requires_grad=True)
+    h = ops.rnn(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
+    h_ref, cache = ref.rnn_forward(*(np64(a[k]) for k in ("x", "h0", "Wx", "Wh", "b")))
+    assert h.dtype == dtype and h.shape == (N, T, H)
+    assert rel_error(np64(h), h_ref, dtype) <= TOL[dtype]
+    dh = torch.randn(N, T, H, dtype=torch.float64).to(dtype)
+    h.backward(dh)
+    grads_ref = ref.rnn_backward(np64(dh), cache)
+    for name, g_ref in zip(("x", "h0", "Wx", "Wh", "b"), grads_ref):
+        assert rel_error(np64(a[name].grad), g_ref, dtype) <= TOL[dtype], name
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lstm_matches_reference(shape, dtype):
+    N, T, D, H = shape
+    a = make_inputs(N, T, D, H, 4, dtype, requires_grad=True)
+    c0 = (0.5 * torch.randn(N, H, dtype=torch.float64)).to(dtype).requires_grad_()
+    h = ops.lstm(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], c0=c0)
+    h_ref, cache = ref.lstm_forward_c0(
+        np64(a["x"]), np64(a["h0"]), np64(c0), np64(a["Wx"]), np64(a["Wh"]), np64(a["b"]))
+    assert h.dtype == dtype and h.shape == (N, T, H)
+    assert rel_error(np64(h), h_ref, dtype) <= TOL[dtype]
+    dh = torch.randn(N, T, H, dtype=torch.float64).to(dtype)
+    h.backward(dh)
+    dx, dh0, dc0, dWx, dWh, db = ref.lstm_backward_full(np64(dh), cache)
+    got = dict(x=a["x"].grad, h0=a["h0"].grad, c0=c0.grad, Wx=a["Wx"].grad, Wh=a["Wh"].grad, b=a["b"].grad)
+    for name, g_ref in zip(("x", "h0", "c0", "Wx", "Wh", "b"), (dx, dh0, dc0, dWx, dWh, db)):
+        assert rel_error(np64(got[name]), g_ref, dtype) <= TOL[dtype], name
+
+
+def test_lstm_default_c0_is_zero_like_the_assignment():
+    a = make_inputs(3, 4, 5, 6, 4, torch.float64)
+    h = ops.lstm(**a)
+    h_ref, _ = ref.lstm_forward(*(np64(a[k]) for k in ("x", "h0", "Wx", "Wh", "b")))
+    assert rel_error(np64(h), h_ref) <= 1e-10
+
+
+def test_lstm_gate_order_is_i_f_o_g():
+    # With Wx = Wh = 0, the gates equal the bias: set i = f = o = +inf-ish, g = known value.
+    H = 2
+    x = torch.zeros(1, 1, 3, dtype=torch.float64)
+    h0 = torch.zeros(1, H, dtype=torch.float64)
+    c0 = torch.full((1, H), 0.25, dtype=torch.float64)
+    b = torch.tensor([30.0, 30.0, -30.0, -30.0, 30.0, 30.0, 0.5, 0.5], dtype=torch.float64)
+    # i = 1, f = 0, o = 1, g = tanh(0.5): c = g, h = tanh(g)
+    h, c = ops.lstm_step(x[:, 0], h0, c0, torch.zeros(3, 4 * H, dtype=torch.float64),
+                         torch.zeros(H, 4 * H, dtype=torch.float64), b)
+    g = np.tanh(0.5)
+    np.testing.assert_allclose(c.numpy(), np.full((1, H), g), rtol=1e-12)
+    np.testing.assert_allclose(h.numpy(), np.full((1, H), np.tanh(g)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_step_ops_match_reference(dtype):
+    N, D, H = 4, 5, 6
+    a = make_inputs(N, 1, D, H, 1, dtype, requires_grad=True)
+    x = a["x"][:, 0].detach().requires_grad_()
+    nh = ops.rnn_step(x, a["h0"], a["Wx"], a["Wh"], a["b"])
+    nh_ref, cache = ref.rnn_step_forward(np64(x), np64(a["h0"]), np64(a["Wx"]), np64(a["Wh"]), np64(a["b"]))
+    assert rel_error(np64(nh), nh_ref, dtype) <= TOL[dtype]
+    dnh = torch.randn(N, H, dtype=torch.float64).to(dtype)
+    nh.backward(dnh)
+    for t, g_ref in zip((x, a["h0"], a["Wx"], a["Wh"], a["b"]), ref.rnn_step_backward(np64(dnh), cache)):
+        assert rel_error(np64(t.grad), g_ref, dtype) <= TOL[dtype]
+
+    a = make_inputs(N, 1, D, H, 4, dtype, requires_grad=True)
+    x = a["x"][:, 0].detach().requires_grad_()
+    pc = (0.5 * torch.randn(N, H, dtype=torch.float64)).to(dtype).requires_grad_()
+    nh, nc = ops.lstm_step(x, a["h0"], pc, a["Wx"], a["Wh"], a["b"])
+    nh_ref, nc_ref, cache = ref.lstm_step_forward(
+        np64(x), np64(a["h0"]), np64(pc), np64(a["Wx"]), np64(a["Wh"]), np64(a["b"]))
+    assert rel_error(np64(nh), nh_ref, dtype) <= TOL[dtype]
+    assert rel_error(np64(nc), nc_ref, dtype) <= TOL[dtype]
+    dnh = torch.randn(N, H, dtype=torch.float64).to(dtype)
+    dnc = torch.randn(N, H, dtype=torch.float64).to(dtype)
+    torch.autograd.backward((nh, nc), (dnh, dnc))
+    grads_ref = ref.lstm_step_backward(np64(dnh), np64(dnc), cache)
+    for t, g_ref in zip((x, a["h0"], pc, a["Wx"], a["Wh"], a["b"]), grads_ref):
+        assert rel_error(np64(t.grad), g_ref, dtype) <= TOL[dtype]
+
+
+def test_lstm_step_gradient_through_next_c_only():
+    a = make_inputs(2, 1, 3, 4, 4, torch.float64, requires_grad=True)
+    pc = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    _, nc = ops.lstm_step(a["x"][:, 0], a["h0"], pc, a["Wx"], a["Wh"], a["b"])
+    nc.sum().backward()  # dh is None inside the backward op
+    _, _, cache = ref.lstm_step_forward(*(np64(t) for t in (a["x"][:, 0], a["h0"], pc, a["Wx"], a["Wh"], a["b"])))
+    _, dprev_h, dprev_c, _, dWh, _ = ref.lstm_step_backward(np.zeros((2, 4)), np.ones((2, 4)), cache)
+    assert rel_error(np64(pc.grad), dprev_c) <= 1e-10
+    assert rel_error(np64(a["h0"].grad), dprev_h) <= 1e-10
+    assert rel_error(np64(a["Wh"].grad), dWh) <= 1e-10
+
+
+def test_gradcheck_float64():
+    dt = torch.float64
+    a = make_inputs(3, 4, 5, 3, 1, dt, requires_grad=True)
+    assert torch.autograd.gradcheck(ops.rnn, (a["x"], a["h0"], a["Wx"], a["Wh"], a["b"]))
+    assert torch.autograd.gradcheck(ops.rnn_step, (a["x"][:, 1], a["h0"], a["Wx"], a["Wh"], a["b"]))
+    a = make_inputs(3, 4, 5, 3, 4, dt, requires_grad=True)
+    c0 = torch.randn(3, 3, dtype=dt, requires_grad=True)
+    assert torch.autograd.gradcheck(ops.lstm, (a["x"], a["h0"], a["Wx"], a["Wh"], a["b"], c0))
+    assert torch.autograd.gradcheck(ops.lstm_step, (a["x"][:, 2], a["h0"], c0, a["Wx"], a["Wh"], a["b"]))
+
+
+def _opcheck_inputs(requires_grad):
+    dt = torch.float64
+    r = make_inputs(3, 4, 5, 6, 1, dt, requires_grad=requires_grad)
+    l = make_inputs(3, 4, 5, 6, 4, dt, requires_grad=requires_grad)
+    c0 = torch.randn(3, 6, dtype=dt, requires_grad=requires_grad)
+    return r, l, c0
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck_forward_ops(requires_grad):
+    r, l, c0 = _opcheck_inputs(requires_grad)
+    torch.library.opcheck(torch.ops.a3ext.rnn_forward.default, (r["x"], r["h0"], r["Wx"], r["Wh"], r["b"]))
+    torch.library.opcheck(torch.ops.a3ext.lstm_forward.default, (l["x"], l["h0"], c0, l["Wx"], l["Wh"], l["b"]))
+    # float32 and T = 0 through the same checks (schema, fake kernel, dispatch)
+    r32 = {k: v.detach().float().requires_grad_(requires_grad) for k, v in r.items()}
+    torch.library.opcheck(torch.ops.a3ext.rnn_forward.default, (r32["x"], r32["h0"], r32["Wx"], r32["Wh"], r32["b"]))
+    x0 = torch.zeros(3, 0, 5, dtype=torch.float64, requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.a3ext.lstm_forward.default, (x0, l["h0"], c0, l["Wx"], l["Wh"], l["b"]))
+
+
+def test_opcheck_backward_ops():
+    r, l, c0 = _opcheck_inputs(False)
+    h = ops.rnn(r["x"], r["h0"], r["Wx"], r["Wh"], r["b"])
+    dh = torch.randn_like(h)
+    torch.library.opcheck(torch.ops.a3ext.rnn_backward.default, (dh, r["x"], r["h0"], r["Wx"], r["Wh"], h))
+    hl, c, gates = torch.ops.a3ext.lstm_forward(l["x"], l["h0"], c0, l["Wx"], l["Wh"], l["b"])
+    args = (l["x"], l["h0"], c0, l["Wx"], l["Wh"], hl, c, gates)
+    dc = torch.randn_like(c)
+    for up in ((dh, dc), (dh, None), (None, dc), (None, None)):
+        torch.library.opcheck(torch.ops.a3ext.lstm_backward.default, up + args)
+
+
+def test_torch_compile_smoke():
+    a = make_inputs(4, 5, 6, 7, 4, torch.float32, requires_grad=True)
+
+    def f(x, h0, Wx, Wh, b):
+        return ops.lstm(x, h0, Wx, Wh, b).tanh().sum()
+
+    compiled = torch.compile(f, fullgraph=True)
+    loss_c = compiled(**a)
+    grads_c = torch.autograd.grad(loss_c, list(a.values()))
+    loss_e = f(**a)
+    grads_e = torch.autograd.grad(loss_e, list(a.values()))
+    torch.testing.assert_close(loss_c, loss_e)
+    for gc, ge in zip(grads_c, grads_e):
+        torch.testing.assert_close(gc, ge)
+
+
+def test_gil_released_while_ops_run():
+    assert a3ext._C.torch_version == torch.__version__
+    assert torch.ops.a3ext._gil_held() is False
+
+
+def test_cpu_isa_is_reported():
+    assert ops.cpu_isa() in ("DEFAULT", "AVX2", "AVX512")
+
+
+# ---------------------------------------------------------------------------
+# Layouts and edge sizes
+def test_noncontiguous_and_expanded_inputs_are_handled():
+    a = make_inputs(3, 4, 5, 6, 4, torch.float64)
+    x_t = a["x"].transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    Wx_t = a["Wx"].t().contiguous().t()
+    h0_e = a["h0"][:1].expand(3, 6)  # stride 0 on the batch dim
+    b_e = torch.tensor(0.1, dtype=torch.float64).expand(24)
+    assert not x_t.is_contiguous() and not Wx_t.is_contiguous()
+    got = ops.lstm(x_t, h0_e, Wx_t, a["Wh"], b_e)
+    want = ops.lstm(a["x"], h0_e.contiguous(), a["Wx"], a["Wh"], b_e.contiguous())
+    assert torch.equal(got, want)
+    h_ref, _ = ref.lstm_forward(np64(a["x"]), np64(h0_e), np64(a["Wx"]), np64(a["Wh"]), np64(b_e))
+    assert rel_error(np64(got), h_ref) <= 1e-10
+    # expanded upstream gradient (what .sum() produces) in the backward op
+    h0g = a["h0"].clone().requires_grad_()
+    ops.rnn(a["x"], h0g, a["Wx"][:, :6], a["Wh"][:, :6], a["b"][:6]).sum().backward()
+    _, cache = ref.rnn_forward(np64(a["x"]), np64(a["h0"]), np64(a["Wx"][:, :6]), np64(a["Wh"][:, :6]), np64(a["b"][:6]))
+    assert rel_error(np64(h0g.grad), ref.rnn_backward(np.ones((3, 4, 6)), cache)[1]) <= 1e-10
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_empty_sequence_and_empty_batch(cell):
+    gates = 1 if cell == "rnn" else 4
+    fn = ops.rnn if cell == "rnn" else ops.lstm
+    for N, T in ((3, 0), (0, 4), (0, 0)):
+        a = make_inputs(N, T, 5, 6, gates, torch.float64, requires_grad=True)
+        h = fn(**a)
+        assert h.shape == (N, T, 6)
+        (h.sum() + 0 * sum(v.sum() for v in a.values())).backward()
+        for k, v in a.items():
+            assert v.grad is not None and v.grad.shape == v.shape
+            assert torch.count_nonzero(v.grad) == 0, k  # nothing depends on any input
+
+
+# ---------------------------------------------------------------------------
+# Bad input: a clear error naming the argument, the expected and the actual value.
+def _lstm_args(**over):
+    a = make_inputs(3, 4, 5, 6, 4, torch.float32)
+    a.update(over)
+    return a
+
+
+BAD_CASES = [
+    ("x 2-D", dict(x=torch.zeros(3, 5)), ValueError, r"x of shape \(N, T, D\).*2-D"),
+    ("h0 1-D", dict(h0=torch.zeros(6)), ValueError, r"h0 of shape \(N, H\).*1-D"),
+    ("N mismatch", dict(h0=torch.zeros(2, 6)), ValueError, r"h0 of shape \(N, H\) with N = 3.*\[2, 6\]"),
+    ("D mismatch", dict(Wx=torch.zeros(4, 24)), ValueError, r"Wx of shape \(D, 4H\) = \[5, 24\].*\[4, 24\]"),
+    ("H mismatch", dict(Wh=torch.zeros(6, 20)), ValueError, r"Wh of shape \(H, 4H\) = \[6, 24\].*\[6, 20\]"),
+    ("gate width", dict(Wx=torch.zeros(5, 6)), ValueError, r"Wx of shape \(D, 4H\) = \[5, 24\].*\[5, 6\]"),
+    ("bias", dict(b=torch.zeros(6)), ValueError, r"b of shape \(4H,\) = \[24\].*\[6\]"),
+    ("mixed dtype", dict(Wh=torch.zeros(6, 24, dtype=torch.float64)), TypeError, r"same dtype.*Wh is torch.float64.*x is torch.float32"),
+    ("integer x", dict(x=torch.zeros(3, 4, 5, dtype=torch.int64)), TypeError, r"x must be torch.float32 or torch.float64.*int64"),
+    ("integer b", dict(b=torch.zeros(24, dtype=torch.int32)), TypeError, r"b must be a floating-point tensor.*int32"),
+    ("half x", dict(x=torch.zeros(3, 4, 5, dtype=torch.float16)), TypeError, r"x must be torch.float32 or torch.float64.*float16"),
+]
+
+
+@pytest.mark.parametrize("name,over,exc,pattern", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_inputs_eager(name, over, exc, pattern):
+    a = _lstm_args(**over)
+    with pytest.raises(exc, match=pattern):
+        ops.lstm(**a)
+
+
+@pytest.mark.parametrize("name,over,exc,pattern", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_inputs_fake(name, over, exc, pattern):
+    # The fake kernels (torch.compile, meta tensors) raise the same errors.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    a = _lstm_args(**over)
+    with FakeTensorMode() as mode:
+        fa = {k: mode.from_tensor(v) for k, v in a.items()}
+        with pytest.raises(exc, match=pattern):
+            ops.lstm(**fa)
+
+
+def test_bad_inputs_rnn_and_steps():
+    a = make_inputs(3, 4, 5, 6, 1, torch.float32)
+    with pytest.raises(ValueError, match=r"a3ext.rnn: expected Wh of shape \(H, H\) = \[6, 6\], but got \[6, 7\]"):
+        ops.rnn(a["x"], a["h0"], a["Wx"], torch.zeros(6, 7), a["b"])
+    with pytest.raises(ValueError, match=r"a3ext.rnn_step: expected x of shape \(N, D\).*3-D"):
+        ops.rnn_step(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
+    l = make_inputs(3, 4, 5, 6, 4, torch.float32)
+    with pytest.raises(ValueError, match=r"a3ext.lstm: expected c0 of shape \(N, H\) = \[3, 6\], but got \[3, 5\]"):
+        ops.lstm_step(l["x"][:, 0], l["h0"], torch.zeros(3, 5), l["Wx"], l["Wh"], l["b"])
+    with pytest.raises(ValueError, match=r"a3ext.lstm_step: expected prev_h of shape \(N, H\)"):
+        ops.lstm_step(l["x"][:, 0], l["h0"][0], l["h0"], l["Wx"], l["Wh"], l["b"])
+
+
+def test_bad_inputs_mixed_devices():
+    a = _lstm_args(Wh=torch.zeros(6, 24, device="meta"))
+    with pytest.raises(ValueError, match=r"same device.*Wh is on meta.*x is on cpu"):
+        ops.lstm(**a)
+
+
+def test_bad_inputs_backward_ops():
+    l = make_inputs(3, 4, 5, 6, 4, torch.float64)
+    c0 = torch.zeros(3, 6, dtype=torch.float64)
+    h, c, gates = torch.ops.a3ext.lstm_forward(l["x"], l["h0"], c0, l["Wx"], l["Wh"], l["b"])
+    with pytest.raises(ValueError, match=r"a3ext.lstm_backward: expected gates of shape \(N, T, 4H\) = \[3, 4, 24\], but got \[3, 4, 23\]"):
+        torch.ops.a3ext.lstm_backward(None, None, l["x"], l["h0"], c0, l["Wx"], l["Wh"], h, c, gates[..., :23])
+    with pytest.raises(ValueError, match=r"a3ext.lstm_backward: expected dh of shape \(N, T, H\)"):
+        torch.ops.a3ext.lstm_backward(h[:, :2], None, l["x"], l["h0"], c0, l["Wx"], l["Wh"], h, c, gates)
+    r = make_inputs(3, 4, 5, 6, 1, torch.float64)
+    hr = ops.rnn(**r)
+    with pytest.raises(TypeError, match=r"a3ext.rnn_backward: all inputs must have the same dtype, but dh is torch.float32"):
+        torch.ops.a3ext.rnn_backward(hr.float(), r["x"], r["h0"], r["Wx"], r["Wh"], hr)
