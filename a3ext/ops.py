@@ -14,12 +14,13 @@ order **i, f, o, g** (sigmoid on i, f, o; tanh on g), ``c_t = f*c_{t-1} + i*g``,
 """
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "cpu_isa"]
+__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "cpu_isa", "gemm_backend"]
 
 _ops = torch.ops.a3ext
 
@@ -241,3 +242,19 @@ def lstm_step(
 def cpu_isa() -> str:
     """The instruction set (DEFAULT, AVX2 or AVX512) the CPU pointwise kernels use."""
     return _ops._cpu_isa()
+
+
+@contextlib.contextmanager
+def gemm_backend(name: str) -> Iterator[None]:
+    """Select the GEMM engine of the CPU time loops inside a ``with`` block.
+
+    ``"auto"`` (default): oneDNN's GEMM for float32 steps large enough to pay for
+    its call overhead, BLAS otherwise; ``"blas"``: always the BLAS path (batch
+    split across threads for the whole sequence); ``"onednn"``: always oneDNN
+    (float32 only; float64 always uses BLAS). Results agree to rounding.
+    """
+    previous = _ops._set_gemm_backend(name)
+    try:
+        yield
+    finally:
+        _ops._set_gemm_backend(previous)

@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "cpu/rnn_pointwise.h"
+#include "cpu/rnn_config.h"
 
 #ifndef A3EXT_TORCH_VERSION
 #define A3EXT_TORCH_VERSION "unknown"
@@ -42,6 +42,8 @@ TORCH_LIBRARY(a3ext, m) {
   m.def("_gil_held() -> bool", &gil_held);
   // Instruction set the CPU pointwise kernels run with (DEFAULT, AVX2, AVX512).
   m.def("_cpu_isa() -> str", [] { return std::string(a3ext::cpu::rnn_pointwise_isa()); });
+  // GEMM engine of the CPU time loops ('auto', 'blas', 'onednn'); returns the previous one.
+  m.def("_set_gemm_backend(str backend) -> str", &a3ext::cpu::set_gemm_backend);
 }
 
 extern "C" {

@@ -43,9 +43,16 @@ def np64(t):
     return t.detach().to(torch.float64).numpy()
 
 
+@pytest.fixture(params=["auto", "blas", "onednn"])
+def backend(request):
+    """Every correctness test runs under each GEMM engine of the time loops."""
+    with ops.gemm_backend(request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_rnn_matches_reference(shape, dtype):
+def test_rnn_matches_reference(shape, dtype, backend):
     N, T, D, H = shape
     a = make_inputs(N, T, D, H, 1, dtype, requires_grad=True)
     h = ops.rnn(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
@@ -61,7 +68,7 @@ def test_rnn_matches_reference(shape, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_lstm_matches_reference(shape, dtype):
+def test_lstm_matches_reference(shape, dtype, backend):
     N, T, D, H = shape
     a = make_inputs(N, T, D, H, 4, dtype, requires_grad=True)
     c0 = (0.5 * torch.randn(N, H, dtype=torch.float64)).to(dtype).requires_grad_()
@@ -101,7 +108,7 @@ def test_lstm_gate_order_is_i_f_o_g():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_step_ops_match_reference(dtype):
+def test_step_ops_match_reference(dtype, backend):
     N, D, H = 4, 5, 6
     a = make_inputs(N, 1, D, H, 1, dtype, requires_grad=True)
     x = a["x"][:, 0].detach().requires_grad_()
@@ -141,7 +148,7 @@ def test_lstm_step_gradient_through_next_c_only():
     assert rel_error(np64(a["Wh"].grad), dWh) <= 1e-10
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64():  # float64 always takes the BLAS engine
     dt = torch.float64
     a = make_inputs(3, 4, 5, 3, 1, dt, requires_grad=True)
     assert torch.autograd.gradcheck(ops.rnn, (a["x"], a["h0"], a["Wx"], a["Wh"], a["b"]))
@@ -209,6 +216,33 @@ def test_cpu_isa_is_reported():
     assert ops.cpu_isa() in ("DEFAULT", "AVX2", "AVX512")
 
 
+def test_gemm_backend_selection():
+    with ops.gemm_backend("blas"):
+        assert torch.ops.a3ext._set_gemm_backend("blas") == "blas"
+    assert torch.ops.a3ext._set_gemm_backend("auto") == "auto"
+    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn'"):
+        with ops.gemm_backend("cuda"):
+            pass
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_engines_agree_on_a_large_float32_problem(cell):
+    # Big enough for "auto" to pick oneDNN; compare to the BLAS engine and the reference.
+    G = 4 if cell == "lstm" else 1
+    a = make_inputs(24, 5, 48, 160, G, torch.float32, requires_grad=True, scale=0.2)
+    fn = ops.lstm if cell == "lstm" else ops.rnn
+    results = {}
+    for engine in ("blas", "onednn", "auto"):
+        with ops.gemm_backend(engine):
+            h = fn(**a)
+            grads = torch.autograd.grad(h, list(a.values()), torch.ones_like(h))
+        results[engine] = (h, grads)
+    for engine in ("onednn", "auto"):
+        torch.testing.assert_close(results[engine][0], results["blas"][0], rtol=1e-5, atol=1e-5)
+        for g1, g2 in zip(results[engine][1], results["blas"][1]):
+            torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------
 # Layouts and edge sizes
 def test_noncontiguous_and_expanded_inputs_are_handled():
@@ -231,7 +265,7 @@ def test_noncontiguous_and_expanded_inputs_are_handled():
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
-def test_empty_sequence_and_empty_batch(cell):
+def test_empty_sequence_and_empty_batch(cell, backend):
     gates = 1 if cell == "rnn" else 4
     fn = ops.rnn if cell == "rnn" else ops.lstm
     for N, T in ((3, 0), (0, 4), (0, 0)):

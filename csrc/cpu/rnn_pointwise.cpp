@@ -44,23 +44,31 @@ inline void store(const Vec<T>& v, T* p, int64_t n) {
 }
 
 template <typename T>
-void lstm_forward(int64_t rows, int64_t H, T* gates, int64_t gs, const T* c_prev, int64_t cps,
-                  T* c, int64_t cs, T* h, int64_t hs) {
+void lstm_forward(int64_t rows, int64_t H, T* gates, int64_t gs, const T* add, int64_t as,
+                  const T* c_prev, int64_t cps, T* c, int64_t cs, T* h, int64_t hs) {
   constexpr int64_t W = Vec<T>::size();
   for (int64_t r = 0; r < rows; ++r) {
     T* gi = gates + r * gs;
     T* gf = gi + H;
     T* go = gi + 2 * H;
     T* gg = gi + 3 * H;
+    const T* ar = add == nullptr ? nullptr : add + r * as;
     const T* cp = c_prev == nullptr ? nullptr : c_prev + r * cps;
     T* cr = c + r * cs;
     T* hr = h + r * hs;
     for (int64_t j = 0; j < H; j += W) {
       const int64_t n = std::min(W, H - j);
-      const Vec<T> i = sigmoid(load(gi + j, n));
-      const Vec<T> f = sigmoid(load(gf + j, n));
-      const Vec<T> o = sigmoid(load(go + j, n));
-      const Vec<T> g = load(gg + j, n).tanh();
+      Vec<T> ai = load(gi + j, n), af = load(gf + j, n), ao = load(go + j, n), ag = load(gg + j, n);
+      if (ar != nullptr) {
+        ai = ai + load(ar + j, n);
+        af = af + load(ar + H + j, n);
+        ao = ao + load(ar + 2 * H + j, n);
+        ag = ag + load(ar + 3 * H + j, n);
+      }
+      const Vec<T> i = sigmoid(ai);
+      const Vec<T> f = sigmoid(af);
+      const Vec<T> o = sigmoid(ao);
+      const Vec<T> g = ag.tanh();
       const Vec<T> cn = f * load_or_zero(cp == nullptr ? nullptr : cp + j, n) + i * g;
       store(i, gi + j, n);
       store(f, gf + j, n);
@@ -109,13 +117,14 @@ void lstm_backward(int64_t rows, int64_t H, const T* gates, int64_t gs, const T*
 }
 
 template <typename T>
-void tanh_inplace(int64_t rows, int64_t H, T* a, int64_t as) {
+void rnn_forward(int64_t rows, int64_t H, T* a, int64_t as, const T* add, int64_t adds) {
   constexpr int64_t W = Vec<T>::size();
   for (int64_t r = 0; r < rows; ++r) {
     T* ar = a + r * as;
+    const T* dr = add == nullptr ? nullptr : add + r * adds;
     for (int64_t j = 0; j < H; j += W) {
       const int64_t n = std::min(W, H - j);
-      store(load(ar + j, n).tanh(), ar + j, n);
+      store((load(ar + j, n) + load_or_zero(dr == nullptr ? nullptr : dr + j, n)).tanh(), ar + j, n);
     }
   }
 }
@@ -145,7 +154,7 @@ void rnn_backward(int64_t rows, int64_t H, const T* h, int64_t hs, const T* dh, 
 #define A3EXT_KERNELS(T)                                                                   \
   RnnPointwiseKernels<T> {                                                                 \
     &CPU_CAPABILITY::lstm_forward<T>, &CPU_CAPABILITY::lstm_backward<T>,                   \
-        &CPU_CAPABILITY::tanh_inplace<T>, &CPU_CAPABILITY::rnn_backward<T>                 \
+        &CPU_CAPABILITY::rnn_forward<T>, &CPU_CAPABILITY::rnn_backward<T>                 \
   }
 extern const RnnPointwiseKernels<float> A3EXT_CAT(rnn_pointwise_f32_, CPU_CAPABILITY);
 extern const RnnPointwiseKernels<double> A3EXT_CAT(rnn_pointwise_f64_, CPU_CAPABILITY);

@@ -15,11 +15,13 @@ namespace a3ext::cpu {
 
 template <typename T>
 struct RnnPointwiseKernels {
-  // LSTM step forward. gates (rows, 4H): pre-activations [i f o g] on entry,
-  // activated gates [sigmoid(i) sigmoid(f) sigmoid(o) tanh(g)] on exit.
+  // LSTM step forward. gates (rows, 4H): pre-activations [i f o g] on entry
+  // (plus `add`, the recurrent term, when not null), activated gates
+  // [sigmoid(i) sigmoid(f) sigmoid(o) tanh(g)] on exit. c_prev may be null (zero).
   // c = f * c_prev + i * g; h = o * tanh(c).
-  void (*lstm_forward)(int64_t rows, int64_t H, T* gates, int64_t gates_stride, const T* c_prev,
-                       int64_t c_prev_stride, T* c, int64_t c_stride, T* h, int64_t h_stride);
+  void (*lstm_forward)(int64_t rows, int64_t H, T* gates, int64_t gates_stride, const T* add,
+                       int64_t add_stride, const T* c_prev, int64_t c_prev_stride, T* c,
+                       int64_t c_stride, T* h, int64_t h_stride);
   // LSTM step backward. Reads the activated gates, c and c_prev; dh (upstream
   // gradient of h_t) and dh_rec (gradient arriving through h_t from step t+1,
   // contiguous rows x H) and dc_up (upstream gradient of c_t) may be null.
@@ -29,8 +31,9 @@ struct RnnPointwiseKernels {
                         const T* c, int64_t c_stride, const T* c_prev, int64_t c_prev_stride,
                         const T* dh, int64_t dh_stride, const T* dh_rec, const T* dc_up,
                         int64_t dc_up_stride, T* dc_carry, T* dgates, int64_t dgates_stride);
-  // a = tanh(a) in place (rows, H).
-  void (*tanh_inplace)(int64_t rows, int64_t H, T* a, int64_t a_stride);
+  // RNN step forward in place: a = tanh(a + add) (rows, H); add may be null.
+  void (*rnn_forward)(int64_t rows, int64_t H, T* a, int64_t a_stride, const T* add,
+                      int64_t add_stride);
   // RNN step backward: da = (dh + dh_rec) * (1 - h^2); dh and dh_rec may be null.
   void (*rnn_backward)(int64_t rows, int64_t H, const T* h, int64_t h_stride, const T* dh,
                        int64_t dh_stride, const T* dh_rec, T* da, int64_t da_stride);

@@ -1,0 +1,16 @@
+// Run-time configuration of the CPU RNN kernels, exposed as small ops for tests
+// and benchmarks (schemas in csrc/a3ext.cpp).
+#pragma once
+#include <string>
+
+namespace a3ext::cpu {
+
+// Instruction set the pointwise passes run with: "DEFAULT", "AVX2" or "AVX512".
+const char* rnn_pointwise_isa();
+
+// GEMM engine of the time loops: "auto" (oneDNN for float32 steps big enough to
+// pay for its call overhead, else BLAS), "blas" or "onednn". Returns the
+// previous setting.
+std::string set_gemm_backend(const std::string& backend);
+
+}  // namespace a3ext::cpu
