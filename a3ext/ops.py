@@ -165,6 +165,7 @@ def _rnn_backward(ctx, dh):
     return _ops.rnn_backward(dh, x, h0, Wx, Wh, h)
 
 
+
 torch.library.register_autograd(
     "a3ext::rnn_forward", _rnn_backward, setup_context=_rnn_setup_context
 )
@@ -174,6 +175,9 @@ def _lstm_setup_context(ctx, inputs, output):
     x, h0, c0, Wx, Wh, _b = inputs
     h, c, gates = output
     ctx.mark_non_differentiable(gates)
+    # Unused outputs (usually c) get None instead of a zero tensor: the backward
+    # op skips them rather than reading zeros.
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(x, h0, c0, Wx, Wh, h, c, gates)
 
 

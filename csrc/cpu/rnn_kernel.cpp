@@ -245,7 +245,7 @@ int64_t row_grain(int64_t H, int64_t G, bool gemm_per_thread) {
 // out (N*T, G) = x (N*T, D) @ W (D, G) + b.
 Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, bool onednn) {
   const int64_t rows = x.size(0) * x.size(1), D = x.size(2), G = W.size(1);
-  if (onednn && rows > 0) return OneDnnLinear::get()(x.view({rows, D}), W.t().contiguous(), b);
+  if (onednn && rows > 0) return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
   Tensor out = at::empty({rows, G}, x.options());
   if (rows == 0) return out;
   out.copy_(b.unsqueeze(0).expand({rows, G}));
@@ -272,7 +272,8 @@ void forward_time_loop(bool onednn, const Tensor& h0, const Tensor& Wh, T* pre, 
                        int64_t N, int64_t TT, const Pointwise& pointwise) {
   const int64_t H = Wh.size(0), GH = Wh.size(1);
   if (onednn) {
-    const Tensor WhT = Wh.t().contiguous();  // oneDNN weight layout (out, in)
+    // oneDNN takes the weight as (out, in); a transposed view is as fast as a copy.
+    const Tensor WhT = Wh.t();
     const Tensor h_all = at::from_blob(const_cast<T*>(h), {N, TT, H}, h0.options());
     for (int64_t t = 0; t < TT; ++t) {
       const Tensor rec = OneDnnLinear::get()(t == 0 ? h0 : h_all.select(1, t - 1), WhT, std::nullopt);
@@ -329,6 +330,12 @@ void backward_time_loop(bool onednn, const Tensor& Wh, Tensor& dpre, Tensor& dh0
     }
     if (TT > 0) std::copy(dh_rec.begin(), dh_rec.end(), dh0p + n0 * H);
   });
+}
+
+// dW (K, G) = a (N*T, K)^T @ dpre (N*T, G), the weight gradient of a whole sequence.
+Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, bool onednn) {
+  if (onednn && a2d.size(0) > 0) return OneDnnLinear::get()(a2d.t(), dpre2d.t(), std::nullopt);
+  return at::mm(a2d.t(), dpre2d);
 }
 
 // [h0, h_0, ..., h_{T-2}] as (N*T, H): the hidden state each step started from.
@@ -393,8 +400,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(
   });
   const Tensor da2 = da.view({d.N * d.T, d.H});
   Tensor dx = input_gradient(da2, Wx, d.N, d.T, onednn);
-  Tensor dWx = at::mm(x.view({d.N * d.T, d.D}).t(), da2);
-  Tensor dWh = at::mm(previous_states(h0, h).t(), da2);
+  Tensor dWx = weight_gradient(x.view({d.N * d.T, d.D}), da2, onednn);
+  Tensor dWh = weight_gradient(previous_states(h0, h), da2, onednn);
   Tensor db = da2.sum(0);
   return {dx, dh0, dWx, dWh, db};
 }
@@ -483,8 +490,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
   });
   const Tensor dg2 = dgates.view({d.N * d.T, G});
   Tensor dx = input_gradient(dg2, Wx, d.N, d.T, onednn);
-  Tensor dWx = at::mm(x.view({d.N * d.T, d.D}).t(), dg2);
-  Tensor dWh = at::mm(previous_states(h0, h).t(), dg2);
+  Tensor dWx = weight_gradient(x.view({d.N * d.T, d.D}), dg2, onednn);
+  Tensor dWh = weight_gradient(previous_states(h0, h), dg2, onednn);
   Tensor db = dg2.sum(0);
   return {dx, dh0, dc0, dWx, dWh, db};
 }

@@ -1,0 +1,6 @@
+"""`python -m a3ext ...` is the same as the `a3ext` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

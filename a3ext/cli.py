@@ -1,0 +1,57 @@
+"""The `a3ext` command line: one subcommand per part of the project.
+
+    a3ext selftest            every op once against the float64 reference
+    a3ext assets list|fetch   the offline photos, paintings, digits and weights
+    a3ext gan ...             GAN training, sampling, semi-supervised learning
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, function) pairs that each add their subcommand; imported lazily so
+# `a3ext --help` stays fast and one broken part does not break the others.
+_PARTS = [
+    ("a3ext.assets", "register_cli"),
+    ("a3ext.gan.cli", "register_cli"),
+]
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from . import selftest
+
+    return 0 if selftest.run(seed=args.seed) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="a3ext",
+        description="C++-accelerated RNN captioning, network visualization, style transfer and GANs.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("selftest", help="run every op once against the float64 reference and print a table")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_selftest)
+    for module, fn in _PARTS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # part not present in this checkout
+        getattr(mod, fn)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

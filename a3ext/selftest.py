@@ -1,0 +1,97 @@
+"""`a3ext selftest`: run every compiled op once on random data against the float64
+numpy reference (forward and every gradient) and print a table. Builds nothing."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import ops
+from . import reference as ref
+
+# Same tolerances as the test suite: float64 elementwise relative error (the
+# assignment's rel_error); float32 error relative to the largest reference value.
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+def relative_error(got: torch.Tensor, want: np.ndarray, dtype: torch.dtype) -> float:
+    got = got.detach().to(torch.float64).numpy()
+    want = np.asarray(want, dtype=np.float64)
+    if want.size == 0:
+        return 0.0
+    if dtype == torch.float32:
+        return float(np.max(np.abs(got - want)) / max(1e-8, float(np.max(np.abs(want)))))
+    return ref.rel_error(got, want)
+
+
+def _case_rnn(g: torch.Generator, dtype, step: bool):
+    N, T, D, H = 4, 1 if step else 6, 5, 7
+    x, h0 = torch.randn(N, T, D, generator=g, dtype=torch.float64), torch.randn(N, H, generator=g, dtype=torch.float64)
+    Wx, Wh, b = (0.3 * torch.randn(*s, generator=g, dtype=torch.float64) for s in ((D, H), (H, H), (H,)))
+    args = [t.to(dtype).requires_grad_() for t in (x[:, 0] if step else x, h0, Wx, Wh, b)]
+    out = ops.rnn_step(*args) if step else ops.rnn(*args)
+    np_args = [t.detach().double().numpy() for t in args]
+    want, cache = (ref.rnn_step_forward if step else ref.rnn_forward)(*np_args)
+    up = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(out, args, up.to(dtype))
+    want_grads = (ref.rnn_step_backward if step else ref.rnn_backward)(up.numpy(), cache)
+    return f"{N}x{T}x{D}x{H}", [(out, want)], list(zip(grads, want_grads))
+
+
+def _case_lstm(g: torch.Generator, dtype, step: bool):
+    N, T, D, H = 4, 1 if step else 6, 5, 7
+    x, h0, c0 = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((N, T, D), (N, H), (N, H)))
+    Wx, Wh, b = (0.3 * torch.randn(*s, generator=g, dtype=torch.float64) for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    if step:
+        args = [t.to(dtype).requires_grad_() for t in (x[:, 0], h0, c0, Wx, Wh, b)]
+        nh, nc = ops.lstm_step(*args)
+        np_args = [t.detach().double().numpy() for t in args]
+        wh, wc, cache = ref.lstm_step_forward(*np_args)
+        uh, uc = (torch.randn(N, H, generator=g, dtype=torch.float64) for _ in range(2))
+        grads = torch.autograd.grad((nh, nc), args, (uh.to(dtype), uc.to(dtype)))
+        want_grads = ref.lstm_step_backward(uh.numpy(), uc.numpy(), cache)
+        return f"{N}x1x{D}x{H}", [(nh, wh), (nc, wc)], list(zip(grads, want_grads))
+    args = [t.to(dtype).requires_grad_() for t in (x, h0, Wx, Wh, b)]
+    out = ops.lstm(*args)
+    want, cache = ref.lstm_forward(*[t.detach().double().numpy() for t in args])
+    up = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(out, args, up.to(dtype))
+    return f"{N}x{T}x{D}x{H}", [(out, want)], list(zip(grads, ref.lstm_backward(up.numpy(), cache)))
+
+
+CASES: dict[str, Callable] = {
+    "rnn": lambda g, dt: _case_rnn(g, dt, step=False),
+    "rnn_step": lambda g, dt: _case_rnn(g, dt, step=True),
+    "lstm": lambda g, dt: _case_lstm(g, dt, step=False),
+    "lstm_step": lambda g, dt: _case_lstm(g, dt, step=True),
+}
+
+
+def run(seed: int = 0, verbose: bool = True) -> bool:
+    """Run every case; print a table; return True when all pass."""
+    g = torch.Generator().manual_seed(seed)
+    rows, ok_all = [], True
+    for name, case in CASES.items():
+        for dtype in (torch.float64, torch.float32):
+            t0 = time.perf_counter()
+            shape, outs, grads = case(g, dtype)
+            ms = (time.perf_counter() - t0) * 1e3
+            fwd = max(relative_error(o, w, dtype) for o, w in outs)
+            bwd = max(relative_error(gr, w, dtype) for gr, w in grads)
+            ok = fwd <= TOLERANCE[dtype] and bwd <= TOLERANCE[dtype]
+            ok_all &= ok
+            rows.append((name, str(dtype).replace("torch.", ""), shape, f"{fwd:.1e}", f"{bwd:.1e}",
+                         f"{TOLERANCE[dtype]:.0e}", f"{ms:.1f}", "ok" if ok else "FAIL"))
+    if verbose:
+        header = ("op", "dtype", "N x T x D x H", "fwd rel err", "grad rel err", "tolerance", "ms (op + reference)", "status")
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+        print(f"a3ext selftest: torch {torch.__version__}, CPU kernels {ops.cpu_isa()}, "
+              f"reference a3ext.reference (numpy float64)")
+        for j, r in enumerate([header] + rows):
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+            if j == 0:
+                print("  ".join("-" * w for w in widths))
+        print("all ops agree with the reference" if ok_all else "SOME OPS DISAGREE WITH THE REFERENCE")
+    return ok_all

