@@ -9,7 +9,7 @@
 
 #include <string>
 
-#include "cpu/rnn_config.h"
+#include "cpu/config.h"
 
 #ifndef A3EXT_TORCH_VERSION
 #define A3EXT_TORCH_VERSION "unknown"

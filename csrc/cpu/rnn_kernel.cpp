@@ -8,24 +8,29 @@
 //  backward  the time loop only carries the recurrence (one pointwise pass and
 //            one dh GEMM per step); dx, dWx, dWh and db are whole-sequence
 //            GEMMs / reductions after the loop.
-// The batch is split across threads once for the whole time loop (one parallel
-// region per sequence, no barrier per step): rows of different sequences never
-// interact, so each thread runs its own single-threaded BLAS calls on its rows.
+// Two GEMM engines (gemm_engine.h). With BLAS the batch is split across threads
+// once for the whole time loop (one parallel region per sequence, no barrier per
+// step): rows of different sequences never interact, so each thread runs its own
+// single-threaded BLAS calls on its rows, accumulating the recurrent term into
+// the input projection in place (beta = 1). With oneDNN (float32) each step's
+// recurrent GEMM is one oneDNN call on the whole batch whose result the fused
+// pointwise pass adds, in parallel over the batch; the input projection, dx and
+// the weight gradients are oneDNN GEMMs too.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "blas.h"
-#include "rnn_config.h"
+#include "checks.h"
+#include "config.h"
+#include "gemm_engine.h"
 #include "rnn_pointwise.h"
 
 namespace a3ext::cpu {
@@ -93,44 +98,6 @@ namespace {
 
 using at::Tensor;
 
-// ---------------------------------------------------------------------------
-// Input validation: every message names the op, the argument, the expected and
-// the actual value.
-std::string dtype_name(const Tensor& t) {
-  switch (t.scalar_type()) {  // spelled as Python users know them
-    case at::kFloat: return "torch.float32";
-    case at::kDouble: return "torch.float64";
-    case at::kHalf: return "torch.float16";
-    case at::kBFloat16: return "torch.bfloat16";
-    case at::kLong: return "torch.int64";
-    case at::kInt: return "torch.int32";
-    case at::kShort: return "torch.int16";
-    case at::kChar: return "torch.int8";
-    case at::kByte: return "torch.uint8";
-    case at::kBool: return "torch.bool";
-    case at::kComplexFloat: return "torch.complex64";
-    case at::kComplexDouble: return "torch.complex128";
-    default: return std::string("torch.") + c10::toString(t.scalar_type());
-  }
-}
-
-void check_same(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t,
-                const char* name) {
-  TORCH_CHECK_TYPE(t.is_floating_point(), op, ": ", name,
-                   " must be a floating-point tensor (torch.float32 or torch.float64), but got ",
-                   dtype_name(t));
-  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, ": all inputs must have the same dtype, but ",
-                   name, " is ", dtype_name(t), " while ", ref_name, " is ", dtype_name(ref));
-  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": all inputs must be on the same device, but ",
-                    name, " is on ", t.device(), " while ", ref_name, " is on ", ref.device());
-}
-
-void check_shape(const char* op, const Tensor& t, const char* name, at::IntArrayRef expected,
-                 const char* expected_str) {
-  TORCH_CHECK_VALUE(t.sizes() == expected, op, ": expected ", name, " of shape ", expected_str,
-                    " = ", expected, ", but got ", t.sizes());
-}
-
 struct Dims {
   int64_t N, T, D, H;
 };
@@ -139,8 +106,7 @@ struct Dims {
 // b may be null (the backward ops do not take the bias).
 Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& h0, const Tensor& Wx,
                           const Tensor& Wh, const Tensor* b, int64_t gate_mult) {
-  TORCH_CHECK_TYPE(x.is_floating_point() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble),
-                   op, ": x must be torch.float32 or torch.float64, but got ", dtype_name(x));
+  check_float(op, x, "x");
   TORCH_CHECK_VALUE(x.dim() == 3, op, ": expected x of shape (N, T, D), but got a ", x.dim(),
                     "-D tensor of shape ", x.sizes());
   TORCH_CHECK_VALUE(h0.dim() == 2, op, ": expected h0 of shape (N, H), but got a ", h0.dim(),
@@ -177,63 +143,12 @@ T* mptr(Tensor& t) {
   return t.mutable_data_ptr<T>();
 }
 
-// ---------------------------------------------------------------------------
-// GEMM engines for the time loop.
-//
-// BLAS   the batch is split across threads once for the whole time loop (one
-//        parallel region per sequence, no barrier per step); each thread runs
-//        single-threaded BLAS calls on its own rows, accumulating the
-//        recurrent term into the input projection in place (beta = 1).
-// oneDNN float32 only: the per-step recurrent GEMM is oneDNN's (what
-//        torch.nn.LSTM runs), called through the dispatcher as
-//        mkldnn::_linear_pointwise; its result is added inside the fused
-//        pointwise pass, which runs in parallel over the batch. On CPUs where
-//        the BLAS is slow for these skinny GEMMs (MKL on AMD measured 104
-//        against oneDNN's 168 GFLOP/s for 25x512 @ 512x2048) this wins by far.
-// The input projection and dx are oneDNN linear layers in the oneDNN mode too.
-class OneDnnLinear {
- public:
-  static const OneDnnLinear& get() {
-    static const OneDnnLinear instance;
-    return instance;
-  }
-  bool available() const {
-    return op_.has_value() && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn();
-  }
-  // x (M, K) @ w (N, K)^T (+ b (N,)) -> new contiguous (M, N); x may be strided.
-  Tensor operator()(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b) const {
-    torch::jit::Stack stack;
-    stack.reserve(6);
-    stack.emplace_back(x);
-    stack.emplace_back(w);
-    stack.emplace_back(b.has_value() ? c10::IValue(*b) : c10::IValue());
-    stack.emplace_back(std::string("none"));
-    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
-    stack.emplace_back(std::string(""));
-    op_->callBoxed(&stack);
-    return stack[0].toTensor();
-  }
-
- private:
-  OneDnnLinear() : op_(c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""})) {}
-  std::optional<c10::OperatorHandle> op_;
-};
-
-std::atomic<int> g_gemm_backend{0};  // 0 auto, 1 blas, 2 onednn
-constexpr const char* kBackendNames[] = {"auto", "blas", "onednn"};
 // Below this many FLOPs per recurrent step the call overhead of oneDNN
 // outweighs its faster kernel (measured with benchmarks/bench_rnn.py).
 constexpr double kOneDnnMinStepFlops = 4.0e6;
 
 bool use_onednn(const Tensor& x, int64_t N, int64_t H, int64_t G) {
-  const int backend = g_gemm_backend.load();
-  if (backend == 1 || x.scalar_type() != at::kFloat) return false;
-  const bool avail = OneDnnLinear::get().available();
-  if (backend == 2) {
-    TORCH_CHECK(avail, "a3ext: the oneDNN GEMM backend was requested but torch has no usable oneDNN");
-    return true;
-  }
-  return avail && 2.0 * N * H * G * H >= kOneDnnMinStepFlops;
+  return use_onednn_gemm(x.scalar_type(), 2.0 * N * H * G * H >= kOneDnnMinStepFlops);
 }
 
 // Rows per thread large enough that one step's work outweighs waking a thread.
@@ -497,14 +412,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
 }
 
 }  // namespace
-
-std::string set_gemm_backend(const std::string& backend) {
-  for (int i = 0; i < 3; ++i) {
-    if (backend == kBackendNames[i]) return kBackendNames[g_gemm_backend.exchange(i)];
-  }
-  TORCH_CHECK_VALUE(false, "a3ext: unknown GEMM backend '", backend,
-                    "'; expected one of 'auto', 'blas', 'onednn'");
-}
 
 TORCH_LIBRARY_IMPL(a3ext, CPU, m) {
   m.impl("rnn_forward", &rnn_forward_cpu);
