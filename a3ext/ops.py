@@ -20,7 +20,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "cpu_isa", "gemm_backend"]
+__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "gram", "cpu_isa", "gemm_backend"]
 
 _ops = torch.ops.a3ext
 
@@ -153,6 +153,33 @@ def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
     )
 
 
+def _check_features(op, features):
+    if features.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: features must be torch.float32 or torch.float64, but got {features.dtype}")
+    if features.dim() != 4:
+        raise ValueError(
+            f"{op}: expected features of shape (N, C, H, W), but got a {features.dim()}-D tensor "
+            f"of shape {list(features.shape)}"
+        )
+
+
+@torch.library.register_fake("a3ext::gram_forward")
+def _gram_forward_fake(features, normalize=True):
+    _check_features("a3ext.gram", features)
+    N, C = features.shape[:2]
+    return _empty_like_shape(features, N, C, C)
+
+
+@torch.library.register_fake("a3ext::gram_backward")
+def _gram_backward_fake(grad, features, normalize):
+    op = "a3ext.gram_backward"
+    _check_features(op, features)
+    _check_same(op, features, "features", grad, "grad")
+    N, C = features.shape[:2]
+    _check_shape(op, grad, "grad", (N, C, C), "(N, C, C)")
+    return torch.empty(features.shape, dtype=features.dtype, device=features.device)
+
+
 # ---------------------------------------------------------------------------
 # Autograd: the backward of each op is its own custom op.
 def _rnn_setup_context(ctx, inputs, output):
@@ -189,6 +216,22 @@ def _lstm_backward(ctx, dh, dc, _dgates):
 
 torch.library.register_autograd(
     "a3ext::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context
+)
+
+
+def _gram_setup_context(ctx, inputs, output):
+    features, normalize = inputs
+    ctx.normalize = normalize
+    ctx.save_for_backward(features)
+
+
+def _gram_backward(ctx, grad):
+    (features,) = ctx.saved_tensors
+    return _ops.gram_backward(grad, features, ctx.normalize), None
+
+
+torch.library.register_autograd(
+    "a3ext::gram_forward", _gram_backward, setup_context=_gram_setup_context
 )
 
 
@@ -241,6 +284,17 @@ def lstm_step(
     _check_step("a3ext.lstm_step", x, prev_h)
     h, c, _ = _ops.lstm_forward(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
     return h.squeeze(1), c.squeeze(1)
+
+
+def gram(features: Tensor, normalize: bool = True) -> Tensor:
+    """Gram matrices of feature maps: features (N, C, H, W) -> G (N, C, C).
+
+    ``G[n] = F F^T`` with ``F = features[n].reshape(C, H*W)``, divided by ``C*H*W``
+    when ``normalize`` (the assignment's normalisation). Computes one block triangle
+    and mirrors it (C >= 64, H*W >= 1024), with the scale folded into the GEMM; the
+    backward ``dF = s (dG + dG^T) F`` is one GEMM per image. float32 / float64.
+    """
+    return _ops.gram_forward(features, normalize)
 
 
 def cpu_isa() -> str:

@@ -39,6 +39,10 @@ TORCH_LIBRARY(a3ext, m) {
       "lstm_backward(Tensor? dh, Tensor? dc, Tensor x, Tensor h0, Tensor c0, Tensor Wx,"
       " Tensor Wh, Tensor h, Tensor c, Tensor gates)"
       " -> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dWx, Tensor dWh, Tensor db)");
+  // ---- Gram matrix: features (N,C,H,W) -> G (N,C,C) = F F^T / (C*H*W if normalize)
+  m.def("gram_forward(Tensor features, bool normalize=True) -> Tensor");
+  // dF = s (grad + grad^T) F, for any (not necessarily symmetric) upstream grad.
+  m.def("gram_backward(Tensor grad, Tensor features, bool normalize) -> Tensor");
   m.def("_gil_held() -> bool", &gil_held);
   // Instruction set the CPU pointwise kernels run with (DEFAULT, AVX2, AVX512).
   m.def("_cpu_isa() -> str", [] { return std::string(a3ext::cpu::rnn_pointwise_isa()); });

@@ -1,0 +1,135 @@
+// CPU kernels of the Gram-matrix op (schemas in csrc/a3ext.cpp).
+//
+// G = s F F^T per image, F = features viewed as (C, H*W), s = 1 / (C*H*W) when
+// normalize. G is symmetric, so for C >= 64 and H*W >= 1024 only the block
+// upper triangle is computed (one GEMM per block row of width C - i0) and then
+// mirrored; the scale is folded into the GEMM (BLAS alpha) or into the mirror
+// pass (oneDNN). Smaller problems take one full GEMM, where splitting loses.
+// Backward: dF = s (dG + dG^T) F, one GEMM per image, right for any (not
+// necessarily symmetric) upstream gradient.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "blas.h"
+#include "checks.h"
+#include "gemm_engine.h"
+
+namespace a3ext::cpu {
+namespace {
+
+using at::Tensor;
+
+// Thresholds below which the triangle split loses to one full GEMM, and the
+// number of block rows (measured with benchmarks/bench_gram.py).
+constexpr int64_t kTriangleMinChannels = 64;
+constexpr int64_t kTriangleMinPixels = 1024;
+// float32 Gram matrices of at least this many FLOPs (2*C*C*H*W) go to oneDNN in
+// `auto` mode: below it oneDNN's call overhead loses to MKL (C = 192,
+// H*W = 1024: 0.93x of bmm through oneDNN; C = 112, H*W = 4096: 1.14x).
+constexpr double kOneDnnMinFlops = 1e8;
+
+// About 4 block rows (5/8 of the full FLOPs), each a multiple of 16 rows.
+int64_t block_rows(int64_t C) {
+  return std::max<int64_t>(16, ((C + 3) / 4 + 15) / 16 * 16);
+}
+
+void check_features(const char* op, const Tensor& f) {
+  check_float(op, f, "features");
+  TORCH_CHECK_VALUE(f.dim() == 4, op, ": expected features of shape (N, C, H, W), but got a ",
+                    f.dim(), "-D tensor of shape ", f.sizes());
+}
+
+double gram_scale(const Tensor& f, bool normalize) {
+  const int64_t chw = f.size(1) * f.size(2) * f.size(3);
+  return normalize && chw > 0 ? 1.0 / static_cast<double>(chw) : 1.0;
+}
+
+// Makes G exactly symmetric from its upper triangle (j >= i, which every path
+// computes): G[i][j] = G[j][i] for j < i; with `scale`, first multiplies the
+// upper triangle by s.
+template <typename T>
+void mirror(T* G, int64_t C, bool scale, T s) {
+  if (scale) {
+    at::parallel_for(0, C, 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = i; j < C; ++j) G[i * C + j] *= s;
+    });
+  }
+  at::parallel_for(0, C, 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < i; ++j) G[i * C + j] = G[j * C + i];
+  });
+}
+
+Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
+  const char* op = "a3ext.gram";
+  check_features(op, features);
+  const Tensor f = features.contiguous();
+  const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
+  Tensor G = at::empty({N, C, C}, f.options());
+  if (N == 0 || C == 0) return G;
+  if (M == 0) return G.zero_();
+  const double s = gram_scale(f, normalize);
+  const bool triangle = C >= kTriangleMinChannels && M >= kTriangleMinPixels;
+  const int64_t B = triangle ? block_rows(C) : C;
+  const bool onednn = use_onednn_gemm(f.scalar_type(), 2.0 * C * C * M >= kOneDnnMinFlops);
+  AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "gram_forward", [&] {
+    using T = scalar_t;
+    for (int64_t n = 0; n < N; ++n) {
+      const Tensor Fn = f[n].view({C, M});
+      Tensor Gn = G[n];
+      const T* F = Fn.const_data_ptr<T>();
+      T* g = Gn.mutable_data_ptr<T>();
+      // strip k: rows [k*B, k*B + bi) against columns [k*B, C)
+      auto strip = [&](int64_t k) {
+        const int64_t i0 = k * B, bi = std::min(B, C - i0);
+        if (onednn) {
+          const Tensor r = OneDnnLinear::get()(Fn.narrow(0, i0, bi), Fn.narrow(0, i0, C - i0));
+          Gn.narrow(0, i0, bi).narrow(1, i0, C - i0).copy_(r);
+        } else {
+          gemm<T>(false, true, bi, C - i0, M, static_cast<T>(s), F + i0 * M, M, F + i0 * M, M,
+                  T(0), g + i0 * C + i0, C);
+        }
+      };
+      // One multi-threaded GEMM per strip. (Running pairs of strips on separate
+      // threads with single-threaded GEMMs was measured slower on 2 cores.)
+      for (int64_t k = 0; k * B < C; ++k) strip(k);
+      // always mirror, so G is exactly symmetric (one full GEMM is not: G[i][j]
+      // and G[j][i] are summed in different orders)
+      mirror<T>(g, C, onednn, static_cast<T>(s));
+    }
+  });
+  return G;
+}
+
+Tensor gram_backward_cpu(const Tensor& grad, const Tensor& features, bool normalize) {
+  const char* op = "a3ext.gram_backward";
+  check_features(op, features);
+  check_same(op, features, "features", grad, "grad");
+  const int64_t N = features.size(0), C = features.size(1);
+  check_shape(op, grad, "grad", {N, C, C}, "(N, C, C)");
+  const Tensor f = features.contiguous();
+  const int64_t M = f.size(2) * f.size(3);
+  // S = s (dG + dG^T): the symmetric part, so a single GEMM gives dF.
+  const Tensor S = at::add(grad, grad.transpose(1, 2)).mul_(gram_scale(f, normalize));
+  if (N == 0 || C == 0 || M == 0) return at::zeros_like(f);
+  const bool onednn = use_onednn_gemm(f.scalar_type(), 2.0 * C * C * M >= kOneDnnMinFlops);
+  if (!onednn) return at::bmm(S, f.view({N, C, M})).view(f.sizes());
+  Tensor dF = at::empty_like(f);
+  for (int64_t n = 0; n < N; ++n) {  // S_n (C, C) @ F_n (C, M), F_n^T as oneDNN's (out, in) weight
+    dF[n].view({C, M}).copy_(OneDnnLinear::get()(S[n], f[n].view({C, M}).t()));
+  }
+  return dF;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(a3ext, CPU, m) {
+  m.impl("gram_forward", &gram_forward_cpu);
+  m.impl("gram_backward", &gram_backward_cpu);
+}
+
+}  // namespace a3ext::cpu

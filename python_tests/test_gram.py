@@ -1,0 +1,120 @@
+"""a3ext.ops.gram (C++ custom op) against the plain formula, opcheck, gradcheck, bad inputs."""
+import numpy as np
+import pytest
+import torch
+
+import a3ext  # noqa: F401
+from a3ext import ops
+
+# (N, C, H, W): tiny, odd, and shapes that take the block-triangle path (C >= 64, H*W >= 1024)
+SHAPES = [(1, 1, 1, 1), (2, 3, 4, 5), (1, 7, 1, 13), (3, 16, 8, 8), (1, 64, 32, 32), (2, 100, 40, 30), (1, 130, 33, 33)]
+
+
+def gram_reference(F: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """The plain formula in float64 numpy."""
+    N, C, H, W = F.shape
+    f = F.reshape(N, C, H * W).astype(np.float64)
+    G = f @ f.transpose(0, 2, 1)
+    return G / (C * H * W) if normalize else G
+
+
+@pytest.fixture(params=["auto", "blas", "onednn"])
+def backend(request):
+    with ops.gemm_backend(request.param):
+        yield request.param
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gram_forward_and_backward_match_reference(shape, dtype, normalize, backend):
+    F = torch.randn(*shape, dtype=torch.float64).to(dtype).requires_grad_()
+    G = ops.gram(F, normalize)
+    want = gram_reference(F.detach().double().numpy(), normalize)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    scale = max(1e-30, np.abs(want).max())
+    assert G.shape == (shape[0], shape[1], shape[1]) and G.dtype == dtype
+    assert np.abs(G.detach().double().numpy() - want).max() / scale <= tol
+    assert torch.equal(G, G.transpose(1, 2))  # exactly symmetric (mirrored)
+    # a NON-symmetric upstream gradient: dF = s (dG + dG^T) F
+    dG = torch.randn(shape[0], shape[1], shape[1], dtype=torch.float64)
+    G.backward(dG.to(dtype))
+    N, C, H, W = shape
+    s = 1.0 / (C * H * W) if normalize else 1.0
+    f = F.detach().double().numpy().reshape(N, C, H * W)
+    dGn = dG.numpy()
+    want_dF = (s * (dGn + dGn.transpose(0, 2, 1)) @ f).reshape(shape)
+    assert np.abs(F.grad.double().numpy() - want_dF).max() / max(1e-30, np.abs(want_dF).max()) <= tol * 10
+
+
+def test_gram_equals_autograd_of_the_bmm_formula():
+    F = torch.randn(2, 70, 32, 40, dtype=torch.float64, requires_grad=True)
+    F2 = F.detach().clone().requires_grad_()
+    dG = torch.randn(2, 70, 70, dtype=torch.float64)
+    ops.gram(F).backward(dG)
+    f = F2.reshape(2, 70, -1)
+    (torch.bmm(f, f.transpose(1, 2)) / (70 * 32 * 40)).backward(dG)
+    torch.testing.assert_close(F.grad, F2.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_gram_noncontiguous_input():
+    F = torch.randn(2, 64, 40, 40, dtype=torch.float64).to(memory_format=torch.channels_last)
+    assert not F.is_contiguous()
+    np.testing.assert_allclose(ops.gram(F).numpy(), gram_reference(F.numpy()), rtol=1e-12, atol=1e-15)
+
+
+def test_gram_empty_and_degenerate():
+    assert ops.gram(torch.zeros(0, 3, 4, 4)).shape == (0, 3, 3)
+    G = ops.gram(torch.zeros(2, 3, 0, 4))
+    assert G.shape == (2, 3, 3) and torch.count_nonzero(G) == 0
+    F = torch.randn(2, 3, 0, 4, requires_grad=True)
+    ops.gram(F).sum().backward()
+    assert F.grad.shape == F.shape
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_gram_opcheck(requires_grad):
+    F = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.a3ext.gram_forward.default, (F, True))
+    torch.library.opcheck(torch.ops.a3ext.gram_forward.default, (F.float().detach().requires_grad_(requires_grad), False))
+    big = torch.randn(1, 64, 32, 32, requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.a3ext.gram_forward.default, (big, True))
+    torch.library.opcheck(torch.ops.a3ext.gram_backward.default, (torch.randn(2, 5, 5, dtype=torch.float64), F.detach(), True))
+
+
+def test_gram_gradcheck():
+    F = torch.randn(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ops.gram, (F,))
+    assert torch.autograd.gradcheck(lambda f: ops.gram(f, False), (F,))
+
+
+def test_gram_torch_compile():
+    F = torch.randn(1, 8, 6, 6, requires_grad=True)
+    fn = torch.compile(lambda f: (ops.gram(f) ** 2).sum(), fullgraph=True)
+    loss = fn(F)
+    (g,) = torch.autograd.grad(loss, F)
+    F2 = F.detach().clone().requires_grad_()
+    (ops.gram(F2) ** 2).sum().backward()
+    torch.testing.assert_close(g, F2.grad)
+
+
+@pytest.mark.parametrize("bad,exc,pattern", [
+    (torch.zeros(3, 4, 5), ValueError, r"a3ext.gram: expected features of shape \(N, C, H, W\), but got a 3-D tensor of shape \[3, 4, 5\]"),
+    (torch.zeros(1, 2, 3, 4, dtype=torch.int64), TypeError, r"features must be torch.float32 or torch.float64, but got torch.int64"),
+    (torch.zeros(1, 2, 3, 4, dtype=torch.float16), TypeError, r"features must be torch.float32 or torch.float64, but got torch.float16"),
+])
+def test_gram_bad_inputs(bad, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        ops.gram(bad)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode() as mode:
+        with pytest.raises(exc, match=pattern):
+            ops.gram(mode.from_tensor(bad))
+
+
+def test_gram_backward_bad_inputs():
+    F = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"a3ext.gram_backward: expected grad of shape \(N, C, C\) = \[2, 5, 5\], but got \[2, 5, 4\]"):
+        torch.ops.a3ext.gram_backward(torch.zeros(2, 5, 4, dtype=torch.float64), F, True)
+    with pytest.raises(TypeError, match=r"same dtype, but grad is torch.float32 while features is torch.float64"):
+        torch.ops.a3ext.gram_backward(torch.zeros(2, 5, 5), F, True)
