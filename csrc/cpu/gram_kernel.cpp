@@ -14,7 +14,7 @@
 #include <algorithm>
 
 #include "blas.h"
-#include "checks.h"
+#include "../checks.h"
 #include "gemm_engine.h"
 
 namespace a3ext::cpu {

@@ -1,4 +1,4 @@
-// Input validation shared by the CPU kernels: every message names the op, the
+// Input validation shared by the CPU and CUDA kernels: every message names the op, the
 // argument, the expected and the actual value (a3ext/ops.py raises the same
 // messages from the fake kernels).
 #pragma once
@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace a3ext::cpu {
+namespace a3ext {
 
 inline std::string dtype_name(const at::Tensor& t) {
   switch (t.scalar_type()) {  // spelled as Python users know them
@@ -51,4 +51,4 @@ inline void check_shape(const char* op, const at::Tensor& t, const char* name,
                     " = ", expected, ", but got ", t.sizes());
 }
 
-}  // namespace a3ext::cpu
+}  // namespace a3ext

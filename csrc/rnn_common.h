@@ -1,0 +1,60 @@
+// Input validation and helpers shared by the CPU and CUDA kernels of the RNN
+// and LSTM ops: every message names the op, the argument, the expected and the
+// actual value (a3ext/ops.py raises the same messages from the fake kernels).
+#pragma once
+#include <ATen/ATen.h>
+
+#include "checks.h"
+
+namespace a3ext {
+
+using at::Tensor;
+
+struct Dims {
+  int64_t N, T, D, H;
+};
+
+// gate_mult = 1 for the RNN, 4 for the LSTM.
+// b may be null (the backward ops do not take the bias).
+inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& h0, const Tensor& Wx,
+                                 const Tensor& Wh, const Tensor* b, int64_t gate_mult) {
+  check_float(op, x, "x");
+  TORCH_CHECK_VALUE(x.dim() == 3, op, ": expected x of shape (N, T, D), but got a ", x.dim(),
+                    "-D tensor of shape ", x.sizes());
+  TORCH_CHECK_VALUE(h0.dim() == 2, op, ": expected h0 of shape (N, H), but got a ", h0.dim(),
+                    "-D tensor of shape ", h0.sizes());
+  check_same(op, x, "x", h0, "h0");
+  check_same(op, x, "x", Wx, "Wx");
+  check_same(op, x, "x", Wh, "Wh");
+  if (b != nullptr) check_same(op, x, "x", *b, "b");
+  const Dims d{x.size(0), x.size(1), x.size(2), h0.size(1)};
+  TORCH_CHECK_VALUE(h0.size(0) == d.N, op, ": expected h0 of shape (N, H) with N = ", d.N,
+                    " (from x), but got ", h0.sizes());
+  const int64_t G = gate_mult * d.H;
+  const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
+  const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
+  const char* gb = gate_mult == 4 ? "(4H,)" : "(H,)";
+  check_shape(op, Wx, "Wx", {d.D, G}, gx);
+  check_shape(op, Wh, "Wh", {d.H, G}, gh);
+  if (b != nullptr) check_shape(op, *b, "b", {G}, gb);
+  return d;
+}
+
+inline void check_sequence(const char* op, const Tensor& t, const char* name, const Tensor& x,
+                    const Dims& d, int64_t width, const char* shape_str) {
+  check_same(op, x, "x", t, name);
+  check_shape(op, t, name, {d.N, d.T, width}, shape_str);
+}
+
+// [h0, h_0, ..., h_{T-2}] as (N*T, H): the hidden state each step started from.
+inline Tensor previous_states(const Tensor& h0, const Tensor& h) {
+  const int64_t N = h.size(0), T = h.size(1), H = h.size(2);
+  Tensor prev = at::empty({N, T, H}, h.options());
+  if (T > 0) {
+    prev.select(1, 0).copy_(h0);
+    if (T > 1) prev.narrow(1, 1, T - 1).copy_(h.narrow(1, 0, T - 1));
+  }
+  return prev.view({N * T, H});
+}
+
+}  // namespace a3ext
