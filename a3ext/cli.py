@@ -1,8 +1,12 @@
 """The `a3ext` command line: one subcommand per part of the project.
 
+    a3ext demo                the whole assignment end to end, as an HTML report
     a3ext selftest            every op once against the float64 reference
-    a3ext assets list|fetch   the offline photos, paintings, digits and weights
+    a3ext caption ...         image captioning: dataset, training, sampling, BLEU
+    a3ext visualize ...       saliency maps, attributions, fooling images, class visualization
+    a3ext style ...           neural style transfer, feature inversion, texture synthesis
     a3ext gan ...             GAN training, sampling, semi-supervised learning
+    a3ext assets list|fetch   the offline photos, paintings, digits and weights
 """
 from __future__ import annotations
 
@@ -13,8 +17,12 @@ import sys
 # (module, function) pairs that each add their subcommand; imported lazily so
 # `a3ext --help` stays fast and one broken part does not break the others.
 _PARTS = [
-    ("a3ext.assets", "register_cli"),
+    ("a3ext.demo.cli", "register_cli"),
+    ("a3ext.captioning.cli", "register_cli"),
+    ("a3ext.visualization.cli", "register_cli"),
+    ("a3ext.style", "register_cli"),
     ("a3ext.gan.cli", "register_cli"),
+    ("a3ext.assets", "register_cli"),
 ]
 
 

@@ -12,14 +12,17 @@ PIP="$PY -m pip install --quiet --disable-pip-version-check"
 echo "[setup] torch 2.13.0 and build/test tools"
 $PIP torch==2.13.0
 $PIP "scikit-build-core>=0.10" ninja "numpy>=1.24" "h5py>=3.8" "Pillow>=9.0" "tqdm>=4.60" \
-     "matplotlib>=3.6" "pytest>=7" expecttest
+     "matplotlib>=3.6"
+$PIP -r requirements-test.txt
 
 echo "[setup] building a3ext (C++ ops) against the installed torch"
 $PIP --no-build-isolation --no-deps -e .
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 
-if [ -f scripts/fetch_assets.sh ]; then
-  echo "[setup] assets"
-  bash scripts/fetch_assets.sh
+echo "[setup] assets"
+bash scripts/fetch_assets.sh
+if [ -f scripts/install_chromium.sh ]; then
+  echo "[setup] chromium (renders the demo report in the tests)"
+  bash scripts/install_chromium.sh
 fi
 $PY -c "import a3ext, torch; print(f'[setup] a3ext {a3ext.__version__} ready (torch {torch.__version__}, CPU kernels: {a3ext.ops.cpu_isa()})')"
