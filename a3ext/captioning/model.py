@@ -1,0 +1,250 @@
+"""``CaptioningRNN``: the assignment's image-captioning network on the a3ext C++ ops.
+
+Architecture (as in the assignment): an image feature vector (N, D) is projected to
+the initial hidden state ``h0 = features @ W_proj + b_proj`` (no nonlinearity); the
+caption's words go through a word embedding ``W_embed`` (V, W), a vanilla RNN or an
+LSTM (``a3ext.ops.rnn`` / ``a3ext.ops.lstm``, gate order i, f, o, g, c0 = 0), and a
+vocabulary projection ``W_vocab`` (H, V), ``b_vocab`` (V); the loss is the temporal
+softmax loss on the next word, masked where the target is ``<NULL>``, summed over
+time and divided by N.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import ops
+from .layers import temporal_affine, temporal_softmax_loss, word_embedding
+
+__all__ = ["CaptioningRNN", "CELL_TYPES"]
+
+CELL_TYPES = ("rnn", "lstm")
+
+
+class CaptioningRNN(nn.Module):
+    """Image captioning with a vanilla RNN or an LSTM.
+
+    Args:
+      word_to_idx: vocabulary, word -> index in [0, V); must contain ``<NULL>``;
+        ``<START>`` and ``<END>`` are needed for sampling.
+      input_dim: D, size of the image feature vectors.
+      wordvec_dim: W, size of the word vectors.
+      hidden_dim: H, size of the hidden state.
+      cell_type: ``'rnn'`` or ``'lstm'``.
+      dtype: torch.float32 or torch.float64.
+      generator: optional ``torch.Generator`` for the initialisation.
+
+    Parameters (attributes and state-dict keys): ``W_embed (V, W)``,
+    ``W_proj (D, H)``, ``b_proj (H,)``, ``Wx (W, G)``, ``Wh (H, G)``, ``b (G,)``,
+    ``W_vocab (H, V)``, ``b_vocab (V,)`` with G = H (rnn) or 4H (lstm); initialised as
+    the assignment does: W_embed randn/100, W_proj randn/sqrt(D), Wx randn/sqrt(W),
+    Wh randn/sqrt(H), W_vocab randn/sqrt(H), biases 0.
+    """
+
+    def __init__(
+        self,
+        word_to_idx: Mapping[str, int],
+        input_dim: int = 512,
+        wordvec_dim: int = 128,
+        hidden_dim: int = 128,
+        cell_type: str = "rnn",
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        if cell_type not in CELL_TYPES:
+            raise ValueError(f"CaptioningRNN: cell_type must be 'rnn' or 'lstm', but got {cell_type!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"CaptioningRNN: dtype must be torch.float32 or torch.float64, but got {dtype}")
+        if "<NULL>" not in word_to_idx:
+            raise ValueError("CaptioningRNN: word_to_idx must contain '<NULL>'")
+        for name, v in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"CaptioningRNN: {name} must be a positive int, but got {v!r}")
+        self.cell_type = cell_type
+        self.word_to_idx = dict(word_to_idx)
+        self.idx_to_word = {i: w for w, i in self.word_to_idx.items()}
+        self._null = self.word_to_idx["<NULL>"]
+        self._start = self.word_to_idx.get("<START>")
+        self._end = self.word_to_idx.get("<END>")
+        self.input_dim, self.wordvec_dim, self.hidden_dim = input_dim, wordvec_dim, hidden_dim
+        V, D, W, H = len(self.word_to_idx), input_dim, wordvec_dim, hidden_dim
+        G = 4 * H if cell_type == "lstm" else H
+        self.vocab_size = V
+
+        def randn(*shape, scale):
+            return nn.Parameter(torch.randn(*shape, generator=generator, dtype=torch.float64).div_(scale).to(dtype))
+
+        def zeros(*shape):
+            return nn.Parameter(torch.zeros(*shape, dtype=dtype))
+
+        self.W_embed = randn(V, W, scale=100.0)
+        self.W_proj = randn(D, H, scale=math.sqrt(D))
+        self.b_proj = zeros(H)
+        self.Wx = randn(W, G, scale=math.sqrt(W))
+        self.Wh = randn(H, G, scale=math.sqrt(H))
+        self.b = zeros(G)
+        self.W_vocab = randn(H, V, scale=math.sqrt(H))
+        self.b_vocab = zeros(V)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_embed.dtype
+
+    def extra_repr(self) -> str:
+        return (f"cell_type={self.cell_type!r}, V={self.vocab_size}, D={self.input_dim}, "
+                f"W={self.wordvec_dim}, H={self.hidden_dim}, dtype={self.dtype}")
+
+    def config(self) -> dict:
+        """The constructor arguments (JSON-serialisable except dtype, given as a string)."""
+        return {"word_to_idx": self.word_to_idx, "input_dim": self.input_dim,
+                "wordvec_dim": self.wordvec_dim, "hidden_dim": self.hidden_dim,
+                "cell_type": self.cell_type, "dtype": str(self.dtype).replace("torch.", "")}
+
+    # ------------------------------------------------------------------ checks
+    def _features(self, fn: str, features) -> Tensor:
+        features = torch.as_tensor(features)
+        if features.dim() != 2 or features.shape[1] != self.input_dim:
+            raise ValueError(
+                f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim}, "
+                f"but got {list(features.shape)}"
+            )
+        return features.to(self.dtype)
+
+    def _need_start_end(self, fn: str) -> None:
+        if self._start is None or self._end is None:
+            raise ValueError(f"CaptioningRNN.{fn}: word_to_idx must contain '<START>' and '<END>' to decode")
+
+    # ------------------------------------------------------------------ training
+    def loss(self, features, captions) -> Tensor:
+        """Training loss: features (N, D), captions (N, T+1) integers -> scalar tensor.
+
+        Input words are ``captions[:, :-1]``, targets ``captions[:, 1:]``; targets equal
+        to ``<NULL>`` are masked out; the loss is summed over time and divided by N.
+        Differentiate it with ``loss.backward()``.
+        """
+        features = self._features("loss", features)
+        captions = torch.as_tensor(captions)
+        if captions.dim() != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
+            raise ValueError(
+                f"CaptioningRNN.loss: expected captions of shape (N, T+1) with N = {features.shape[0]} "
+                f"and T >= 1, but got {list(captions.shape)}"
+            )
+        if captions.dtype.is_floating_point or captions.dtype == torch.bool:
+            raise TypeError(f"CaptioningRNN.loss: captions must be integers, but got {captions.dtype}")
+        captions = captions.long()
+        captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+        mask = captions_out != self._null
+        h0 = torch.addmm(self.b_proj, features, self.W_proj)
+        x = word_embedding(captions_in, self.W_embed)
+        if self.cell_type == "rnn":
+            h = ops.rnn(x, h0, self.Wx, self.Wh, self.b)
+        else:
+            h = ops.lstm(x, h0, self.Wx, self.Wh, self.b)
+        scores = temporal_affine(h, self.W_vocab, self.b_vocab)
+        return temporal_softmax_loss(scores, captions_out, mask)
+
+    forward = loss
+
+    # ------------------------------------------------------------------ decoding
+    def _step(self, x: Tensor, h: Tensor, c: Tensor | None):
+        if self.cell_type == "rnn":
+            return ops.rnn_step(x, h, self.Wx, self.Wh, self.b), None
+        return ops.lstm_step(x, h, c, self.Wx, self.Wh, self.b)
+
+    @torch.inference_mode()
+    def sample(self, features, max_length: int = 30) -> Tensor:
+        """Greedy decoding: features (N, D) -> captions (N, max_length) int64.
+
+        Starts from ``<START>`` (not included in the output); at each step the most
+        likely word is fed back. Every position after the first ``<END>`` is
+        ``<NULL>`` (the ``<END>`` itself is kept). Vectorised over the batch; the loop
+        over time stops early once every caption has ended.
+        """
+        self._need_start_end("sample")
+        if not isinstance(max_length, int) or max_length < 0:
+            raise ValueError(f"CaptioningRNN.sample: max_length must be a non-negative int, but got {max_length!r}")
+        features = self._features("sample", features)
+        N = features.shape[0]
+        captions = torch.full((N, max_length), self._null, dtype=torch.long)
+        if N == 0 or max_length == 0:
+            return captions
+        h = torch.addmm(self.b_proj, features, self.W_proj)
+        c = torch.zeros_like(h) if self.cell_type == "lstm" else None
+        words = torch.full((N,), self._start, dtype=torch.long)
+        x = torch.empty(N, self.wordvec_dim, dtype=self.dtype)
+        scores = torch.empty(N, self.vocab_size, dtype=self.dtype)
+        ended = torch.zeros(N, dtype=torch.bool)
+        null = torch.tensor(self._null, dtype=torch.long)
+        for t in range(max_length):
+            torch.index_select(self.W_embed, 0, words, out=x)
+            h, c = self._step(x, h, c)
+            torch.addmm(self.b_vocab, h, self.W_vocab, out=scores)
+            torch.argmax(scores, dim=1, out=words)
+            captions[:, t] = torch.where(ended, null, words)
+            ended |= words == self._end
+            if (t & 3) == 3 and bool(ended.all()):
+                break
+        return captions
+
+    @torch.inference_mode()
+    def beam_search(self, features, beam_size: int = 3, max_length: int = 30,
+                    length_penalty: float = 1.0) -> Tensor:
+        """Beam search: features (N, D) -> captions (N, max_length) int64.
+
+        Keeps ``beam_size`` hypotheses per image; a hypothesis is ranked by its summed
+        log-probability divided by ``length ** length_penalty`` (length normalisation;
+        the length counts the words generated, ``<END>`` included). A hypothesis that
+        emitted ``<END>`` stays in the beam unchanged (its only continuation is
+        ``<NULL>`` at no cost). The best hypothesis is returned, padded with
+        ``<NULL>`` after ``<END>``. With ``beam_size=1`` this is greedy decoding
+        (:meth:`sample`). Vectorised over images and beams.
+        """
+        self._need_start_end("beam_search")
+        if not isinstance(beam_size, int) or beam_size < 1:
+            raise ValueError(f"CaptioningRNN.beam_search: beam_size must be a positive int, but got {beam_size!r}")
+        if not isinstance(max_length, int) or max_length < 0:
+            raise ValueError(f"CaptioningRNN.beam_search: max_length must be a non-negative int, but got {max_length!r}")
+        features = self._features("beam_search", features)
+        N, B, V = features.shape[0], beam_size, self.vocab_size
+        if N == 0 or max_length == 0:
+            return torch.full((N, max_length), self._null, dtype=torch.long)
+        h = torch.addmm(self.b_proj, features, self.W_proj).repeat_interleave(B, dim=0)  # (N*B, H)
+        c = torch.zeros_like(h) if self.cell_type == "lstm" else None
+        words = torch.full((N * B,), self._start, dtype=torch.long)
+        seqs = torch.full((N, B, max_length), self._null, dtype=torch.long)
+        score = torch.full((N, B), -math.inf, dtype=self.dtype)
+        score[:, 0] = 0.0  # all beams start identical: keep one
+        length = torch.zeros(N, B, dtype=self.dtype)
+        ended = torch.zeros(N, B, dtype=torch.bool)
+        finished_logp = torch.full((V,), -math.inf, dtype=self.dtype)
+        finished_logp[self._null] = 0.0
+        base = (torch.arange(N) * B).unsqueeze(1)
+        for t in range(max_length):
+            x = F.embedding(words, self.W_embed)
+            h, c = self._step(x, h, c)
+            logp = torch.log_softmax(torch.addmm(self.b_vocab, h, self.W_vocab), dim=1).view(N, B, V)
+            logp = torch.where(ended.unsqueeze(2), finished_logp, logp)
+            new_len = length + (~ended).to(self.dtype)
+            cand = score.unsqueeze(2) + logp  # (N, B, V)
+            norm = cand / new_len.unsqueeze(2).pow(length_penalty)
+            _, top = norm.view(N, B * V).topk(B, dim=1)
+            src, w = top // V, top % V  # (N, B)
+            score = cand.view(N, B * V).gather(1, top)
+            length = new_len.gather(1, src)
+            seqs = seqs.gather(1, src.unsqueeze(2).expand(N, B, max_length)).clone()
+            seqs[:, :, t] = w
+            ended = ended.gather(1, src) | (w == self._end)
+            rows = (base + src).view(-1)
+            h = h.index_select(0, rows)
+            if c is not None:
+                c = c.index_select(0, rows)
+            words = w.view(-1)
+            if bool(ended.all()):
+                break
+        best = (score / length.pow(length_penalty)).argmax(dim=1)
+        return seqs[torch.arange(N), best]

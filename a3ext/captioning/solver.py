@@ -1,0 +1,301 @@
+"""``CaptioningSolver``: the assignment's training loop for :class:`CaptioningRNN`, plus
+a progress bar, validation BLEU each epoch, atomic checkpoints and exact resume.
+
+As in the assignment, each iteration trains on a minibatch of ``batch_size`` captions
+drawn with replacement from the training captions; an epoch is
+``max(num_train // batch_size, 1)`` iterations; the learning rate is multiplied by
+``lr_decay`` after every epoch. The minibatches come from the solver's own
+``numpy.random.RandomState(seed)``, whose state is part of the checkpoint, so a run
+interrupted and resumed from a checkpoint produces the same loss history as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from .bleu import captions_to_tokens, corpus_bleu
+from .model import CaptioningRNN
+
+__all__ = ["CaptioningSolver", "load_checkpoint", "model_from_checkpoint", "save_checkpoint_atomic"]
+
+_CKPT_VERSION = 1
+
+
+def save_checkpoint_atomic(obj, path) -> Path:
+    """``torch.save`` to a temporary file in the same directory, fsync, then
+    ``os.replace``: ``path`` is always either the old or the new complete checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Load a solver checkpoint with ``torch.load(weights_only=True)`` (no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("version") != _CKPT_VERSION or "model" not in ckpt:
+        raise ValueError(f"load_checkpoint: {path} is not an a3ext captioning checkpoint (version {_CKPT_VERSION})")
+    return ckpt
+
+
+def model_from_checkpoint(path_or_ckpt) -> CaptioningRNN:
+    """Rebuild the :class:`CaptioningRNN` stored in a checkpoint (weights included)."""
+    ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
+    cfg = dict(ckpt["model_config"])
+    cfg["dtype"] = getattr(torch, cfg["dtype"])
+    model = CaptioningRNN(**cfg)
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def _np_state_to_dict(state) -> dict:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _np_state_from_dict(d) -> tuple:
+    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
+
+
+class CaptioningSolver:
+    """Train a :class:`CaptioningRNN` on data in the :func:`a3ext.data.load_coco_data` format.
+
+    Required: ``model``, ``data`` (dict with train/val captions, image_idxs, features,
+    ``idx_to_word``). Options (the assignment's first):
+
+    * ``update_rule``: ``'adam'`` (default; beta1 0.9, beta2 0.999, eps 1e-8, as the
+      assignment's) or ``'sgd'``; ``optim_config``: ``{'learning_rate': ...}`` (plus
+      ``beta1``/``beta2``/``epsilon`` for adam, ``momentum`` for sgd);
+    * ``lr_decay`` (per epoch), ``batch_size``, ``num_epochs``, ``print_every``, ``verbose``;
+    * ``seed``: minibatch order (and torch RNG); ``progress``: tqdm bar (default: verbose);
+    * ``eval_bleu``: greedy-decode ``num_val_images`` val images after each epoch and
+      append corpus BLEU-1..4 to ``val_bleu_history``; ``max_length`` of the samples;
+    * ``checkpoint_dir`` and ``checkpoint_every`` (iterations): atomic checkpoints
+      ``checkpoint.pt`` (model, optimizer, RNG and data-order state, histories);
+    * ``resume_from``: a checkpoint to continue from exactly.
+
+    Attributes after :meth:`train`: ``loss_history`` (one float per iteration),
+    ``val_bleu_history`` (one dict per epoch), ``epoch``, ``t`` (iterations done).
+    """
+
+    def __init__(self, model: CaptioningRNN, data: Mapping, **kwargs):
+        self.model = model
+        self.data = data
+        self.update_rule = kwargs.pop("update_rule", "adam")
+        self.optim_config = dict(kwargs.pop("optim_config", {}))
+        self.lr_decay = float(kwargs.pop("lr_decay", 1.0))
+        self.batch_size = int(kwargs.pop("batch_size", 100))
+        self.num_epochs = int(kwargs.pop("num_epochs", 10))
+        self.print_every = int(kwargs.pop("print_every", 10))
+        self.verbose = bool(kwargs.pop("verbose", True))
+        self.seed = int(kwargs.pop("seed", 0))
+        self.progress = kwargs.pop("progress", None)
+        self.eval_bleu = bool(kwargs.pop("eval_bleu", True))
+        self.num_val_images = kwargs.pop("num_val_images", 500)
+        self.max_length = int(kwargs.pop("max_length", 30))
+        self.checkpoint_dir = kwargs.pop("checkpoint_dir", None)
+        self.checkpoint_every = kwargs.pop("checkpoint_every", None)
+        resume_from = kwargs.pop("resume_from", None)
+        if kwargs:
+            raise ValueError(f"CaptioningSolver: unrecognized arguments {', '.join(sorted(kwargs))}")
+        if self.update_rule not in ("adam", "sgd"):
+            raise ValueError(f"CaptioningSolver: update_rule must be 'adam' or 'sgd', but got {self.update_rule!r}")
+        if self.batch_size < 1 or self.num_epochs < 0:
+            raise ValueError(f"CaptioningSolver: batch_size must be >= 1 and num_epochs >= 0, but got "
+                             f"{self.batch_size} and {self.num_epochs}")
+        for key in ("train_captions", "train_image_idxs", "train_features", "idx_to_word"):
+            if key not in data:
+                raise KeyError(f"CaptioningSolver: data has no {key!r}; keys: {sorted(data)}")
+        if self.progress is None:
+            self.progress = self.verbose
+
+        lr = float(self.optim_config.get("learning_rate", 1e-3 if self.update_rule == "adam" else 1e-2))
+        params = list(model.parameters())
+        if self.update_rule == "adam":
+            self.optimizer = torch.optim.Adam(
+                params, lr=lr, betas=(self.optim_config.get("beta1", 0.9), self.optim_config.get("beta2", 0.999)),
+                eps=self.optim_config.get("epsilon", 1e-8), foreach=True)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=self.optim_config.get("momentum", 0.0))
+
+        self._train_feats = torch.as_tensor(np.asarray(data["train_features"])).to(model.dtype)
+        self._train_caps = torch.as_tensor(np.asarray(data["train_captions"]).astype(np.int64))
+        self._train_idxs = torch.as_tensor(np.asarray(data["train_image_idxs"]).astype(np.int64))
+        self.rng = np.random.RandomState(self.seed)
+        self.t = 0
+        self.epoch = 0
+        self.loss_history: list[float] = []
+        self.val_bleu_history: list[dict] = []
+        self.train_seconds = 0.0
+        if resume_from is not None:
+            self.load(resume_from)
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def iterations_per_epoch(self) -> int:
+        return max(self._train_caps.shape[0] // self.batch_size, 1)
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_epochs * self.iterations_per_epoch
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "version": _CKPT_VERSION,
+            "model": self.model.state_dict(),
+            "model_config": self.model.config(),
+            "optimizer": self.optimizer.state_dict(),
+            "solver": {"t": self.t, "epoch": self.epoch, "loss_history": list(self.loss_history),
+                       "val_bleu_history": list(self.val_bleu_history), "update_rule": self.update_rule,
+                       "batch_size": self.batch_size, "num_epochs": self.num_epochs,
+                       "lr_decay": self.lr_decay, "seed": self.seed, "train_seconds": self.train_seconds},
+            "np_rng": _np_state_to_dict(self.rng.get_state()),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save(self, path=None) -> Path:
+        """Write a checkpoint atomically (default ``checkpoint_dir/checkpoint.pt``)."""
+        if path is None:
+            if self.checkpoint_dir is None:
+                raise ValueError("CaptioningSolver.save: give a path or set checkpoint_dir")
+            path = Path(self.checkpoint_dir) / "checkpoint.pt"
+        return save_checkpoint_atomic(self.state_dict(), path)
+
+    def load(self, path_or_ckpt) -> None:
+        """Restore model, optimizer, RNG, data order and histories from a checkpoint."""
+        ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
+        s = ckpt["solver"]
+        if s["update_rule"] != self.update_rule or s["batch_size"] != self.batch_size:
+            raise ValueError(
+                f"CaptioningSolver.load: checkpoint was made with update_rule={s['update_rule']!r}, "
+                f"batch_size={s['batch_size']}, but this solver has {self.update_rule!r}, {self.batch_size}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.t, self.epoch = int(s["t"]), int(s["epoch"])
+        self.loss_history = [float(x) for x in s["loss_history"]]
+        self.val_bleu_history = [dict(d) for d in s["val_bleu_history"]]
+        self.train_seconds = float(s.get("train_seconds", 0.0))
+        self.rng.set_state(_np_state_from_dict(ckpt["np_rng"]))
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    # ------------------------------------------------------------------ training
+    def _step(self) -> float:
+        n = self._train_caps.shape[0]
+        mask = torch.from_numpy(self.rng.choice(n, self.batch_size))
+        captions = self._train_caps[mask]
+        features = self._train_feats[self._train_idxs[mask]]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.model.loss(features, captions)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def check_bleu(self, split: str = "val", num_images: int | None = None, beam_size: int = 1) -> dict:
+        """Corpus BLEU-1..4 of the model's captions for (up to ``num_images``, the first
+        ones) images of ``split`` against all their reference captions."""
+        caps = np.asarray(self.data[f"{split}_captions"])
+        idxs = np.asarray(self.data[f"{split}_image_idxs"])
+        return evaluate_bleu(self.model, caps, idxs, np.asarray(self.data[f"{split}_features"]),
+                             self.data["idx_to_word"], num_images=num_images, beam_size=beam_size,
+                             max_length=self.max_length)
+
+    def train(self, max_iterations: int | None = None, max_seconds: float | None = None) -> "CaptioningSolver":
+        """Run (or continue) the optimisation. ``max_iterations`` stops once ``t``
+        reaches it, ``max_seconds`` once this call has trained that long (an
+        interruption; a checkpoint is written when checkpointing is on)."""
+        total = self.num_iterations
+        stop = total if max_iterations is None else min(total, int(max_iterations))
+        ipe = self.iterations_per_epoch
+        bar = None
+        if self.progress and stop > self.t:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=self.t, desc=f"caption {self.model.cell_type}", leave=False)
+        start = time.perf_counter()
+        deadline = None if max_seconds is None else start + float(max_seconds)
+        try:
+            while self.t < stop:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                loss = self._step()
+                self.loss_history.append(loss)
+                self.t += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                if self.verbose and (self.t - 1) % self.print_every == 0:
+                    msg = f"(Iteration {self.t} / {total}) loss: {loss:f}"
+                    (bar.write if bar is not None else print)(msg)
+                if self.t % ipe == 0:
+                    self.epoch += 1
+                    for g in self.optimizer.param_groups:
+                        g["lr"] *= self.lr_decay
+                    if self.eval_bleu and "val_captions" in self.data and len(self.data["val_captions"]):
+                        scores = self.check_bleu("val", self.num_val_images)
+                        scores["epoch"] = self.epoch
+                        self.val_bleu_history.append(scores)
+                        if self.verbose:
+                            msg = (f"(Epoch {self.epoch} / {self.num_epochs}) val BLEU-1 {scores['bleu1']:.3f} "
+                                   f"BLEU-4 {scores['bleu4']:.3f}")
+                            (bar.write if bar is not None else print)(msg)
+                if self.checkpoint_dir is not None and self.checkpoint_every and self.t % int(self.checkpoint_every) == 0:
+                    self.train_seconds += time.perf_counter() - start
+                    start = time.perf_counter()
+                    self.save()
+        finally:
+            self.train_seconds += time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+        if self.checkpoint_dir is not None:
+            self.save()
+        return self
+
+
+def evaluate_bleu(model: CaptioningRNN, captions, image_idxs, features, idx_to_word,
+                  num_images: int | None = None, beam_size: int = 1, max_length: int = 30,
+                  batch_size: int = 1000) -> dict:
+    """Decode each image once (greedy, or beam search with ``beam_size`` > 1) and score
+    corpus BLEU-1..4 against all reference captions of that image. Returns
+    ``{'bleu1'..'bleu4', 'num_images'}``."""
+    captions, image_idxs = np.asarray(captions), np.asarray(image_idxs)
+    images = np.unique(image_idxs)
+    if num_images is not None:
+        images = images[: int(num_images)]
+    refs_by_image: dict[int, list] = {int(i): [] for i in images}
+    tokens = captions_to_tokens(captions, idx_to_word)
+    for toks, i in zip(tokens, image_idxs):
+        if int(i) in refs_by_image:
+            refs_by_image[int(i)].append(toks)
+    feats = torch.as_tensor(np.asarray(features)[images])
+    hyps = []
+    for k in range(0, len(images), batch_size):
+        f = feats[k:k + batch_size]
+        out = model.sample(f, max_length) if beam_size == 1 else model.beam_search(f, beam_size, max_length)
+        hyps.extend(captions_to_tokens(out.numpy(), idx_to_word))
+    refs = [refs_by_image[int(i)] for i in images]
+    scores = {f"bleu{n}": corpus_bleu(refs, hyps, max_n=n) for n in range(1, 5)}
+    scores["num_images"] = int(len(images))
+    return scores
