@@ -236,7 +236,7 @@ def target(data_dir, cells=("lstm", "rnn"), seconds=300.0, hidden=512, wordvec=2
               f"val BLEU-1 {final['bleu1']:.3f} BLEU-4 {final['bleu4']:.3f} (train BLEU-4 {train_bleu['bleu4']:.3f}); "
               f"first epoch with val BLEU-4 >= 0.9: {first_09}")
         print("  val BLEU-4 per epoch: " + " ".join(f"{h['bleu4']:.3f}" for h in hist))
-        results.append({"cell": cell, "iterations": solver.t, "epochs": solver.epoch,
+        results.append({"cell": cell, "hidden": hidden, "wordvec": wordvec, "lr": lr, "iterations": solver.t, "epochs": solver.epoch,
                         "train_seconds": solver.train_seconds, "val": final, "train300": train_bleu, "val_parts": parts,
                         "val_bleu4_per_epoch": [h["bleu4"] for h in hist], "first_epoch_bleu4_ge_0.9": first_09,
                         "final_loss": solver.loss_history[-1]})
@@ -256,6 +256,9 @@ def main(argv=None) -> int:
     p.add_argument("--target", metavar="DATA_DIR",
                    help="train lstm and rnn for --seconds each on the embedded dataset and report val BLEU")
     p.add_argument("--seconds", type=float, default=300.0)
+    p.add_argument("--hidden", type=int, default=512, help="--target: hidden size (default 512)")
+    p.add_argument("--wordvec", type=int, default=256, help="--target: word vector size (default 256)")
+    p.add_argument("--lr", type=float, default=5e-3, help="--target: Adam learning rate (default 5e-3)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default="bench_results/bench_captioning.json")
     args = p.parse_args(argv)
@@ -269,7 +272,7 @@ def main(argv=None) -> int:
                    {"environment": environment("cpu"), "overfit": res})
         return 0
     if args.target:
-        res = target(args.target, cells, seconds=args.seconds)
+        res = target(args.target, cells, seconds=args.seconds, hidden=args.hidden, wordvec=args.wordvec, lr=args.lr)
         write_json(Path(args.json).with_name("target_captioning.json"),
                    {"environment": environment("cpu"), "seconds": args.seconds, "target": res})
         return 0

@@ -537,6 +537,41 @@ def test_make_dataset_pixels_deterministic_and_loadable(tmp_path):
     assert feats.shape == (1, 32)
 
 
+def test_fit_pca_matches_svd_both_branches():
+    rng = np.random.RandomState(0)
+    for n, d in ((40, 90), (90, 40)):  # Gram (N < D) and covariance branches
+        x = rng.randn(n, d) @ np.diag(np.linspace(3, 0.1, d))
+        mean, comps = S.fit_pca(x, 8)
+        _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+        ref = vt[:8].T
+        ref = ref * np.sign(ref[np.abs(ref).argmax(axis=0), np.arange(8)])
+        assert np.allclose(mean, x.mean(0)) and np.allclose(comps, ref, atol=1e-8)
+    with pytest.raises(ValueError, match="pca_dim"):
+        S.fit_pca(rng.randn(5, 3), 4)
+
+
+def test_make_dataset_efficientnet_spatial_features(tmp_path):
+    try:
+        feat = S.ImageFeaturizer("efficientnet")
+    except Exception as e:  # weights not obtainable here
+        pytest.skip(f"EfficientNet-Lite0 weights unavailable: {e}")
+    assert feat.blocks == [("global1280", 1280), ("grid3x3_320", 2880)] and feat.dim == 4160
+    # the same object on the left and on the right: the grid part must tell them apart
+    left = S.Obj("circle", "red", "large", "left", 0.0, 0.0)
+    right = S.Obj("circle", "red", "large", "right", 0.0, 0.0)
+    f = feat([S.render_scene([left]), S.render_scene([right])])
+    g_diff = np.abs(f[0, :1280] - f[1, :1280]).mean() / np.abs(f[:, :1280]).mean()
+    grid_diff = np.abs(f[0, 1280:] - f[1, 1280:]).mean() / np.abs(f[:, 1280:]).mean()
+    assert grid_diff > 2 * g_diff
+    meta = S.make_dataset(tmp_path, num_train=24, num_val=4, seed=1, features="efficientnet", pca_dim=16,
+                          save_images=False)
+    assert meta["features"] == "efficientnet" and meta["raw_dim"] == 4160 and meta["image_size"] == 96
+    data = D.load_coco_data(tmp_path)
+    scenes = json.loads((tmp_path / "synthetic_scenes.json").read_text())["val"]
+    again = S.image_features(tmp_path, [S.render_scene([S.Obj(**o) for o in sc]) for sc in scenes])
+    assert np.allclose(again, data["val_features"], atol=1e-3)
+
+
 # ---------------------------------------------------------------------------
 # solver
 @pytest.fixture(scope="module")

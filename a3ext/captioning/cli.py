@@ -1,6 +1,6 @@
 """``a3ext caption ...``: make the embedded dataset, train, sample, evaluate.
 
-    a3ext caption make-dataset --out DIR [--num-train 2000 --num-val 300 --features auto|efficientnet|pixels]
+    a3ext caption make-dataset --out DIR [--num-train 3000 --num-val 300 --features auto|efficientnet|pixels]
     a3ext caption train --data DIR [--make-embedded] [--cell lstm] [solver options] --checkpoint-dir CK
     a3ext caption sample --checkpoint CK/checkpoint.pt --data DIR [--split val --num 5]
     a3ext caption sample --checkpoint CK/checkpoint.pt --data DIR --image scene.png [--out captioned.png]
@@ -160,12 +160,12 @@ def register_cli(subparsers) -> None:
 
     m = sub.add_parser("make-dataset", help="generate the embedded (synthetic scenes) dataset in the COCO layout")
     m.add_argument("--out", required=True, help="output directory")
-    m.add_argument("--num-train", type=int, default=2000, help="training images (3 captions each; default 2000)")
+    m.add_argument("--num-train", type=int, default=3000, help="training images (3 captions each; default 3000)")
     m.add_argument("--num-val", type=int, default=300, help="validation images (default 300)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--features", choices=("auto", "efficientnet", "pixels"), default="auto",
                    help="image features: pretrained EfficientNet-Lite0 or raw pixels (auto: EfficientNet if available)")
-    m.add_argument("--image-size", type=int, default=64, help="input size of the feature extractor (default 64)")
+    m.add_argument("--image-size", type=int, default=96, help="input size of the feature extractor (default 96)")
     m.add_argument("--pca-dim", type=int, default=512)
     m.add_argument("--no-images", action="store_true", help="do not write the rendered PNGs")
     m.set_defaults(func=_make_dataset)

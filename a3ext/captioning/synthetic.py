@@ -13,11 +13,12 @@ contain at least one of them (compositional generalisation), the other half are 
 scenes of the training distribution; ``val_image_heldout`` in the captions file says
 which.
 
-Image features: the pretrained EfficientNet-Lite0 of :mod:`a3ext.models`
-(penultimate 1280-d pooled features) or, with ``features='pixels'`` (or when the
-weights are unavailable and ``features='auto'``), the image downsampled to 16x16x3;
-then PCA to ``pca_dim`` (numpy SVD fitted on the training features), like the
-assignment's PCA'd VGG features. Everything is deterministic from ``seed``.
+Image features: the pretrained EfficientNet-Lite0 of :mod:`a3ext.models` at 96 px
+(the 1280-d globally pooled head features plus the last block's map pooled over a 3x3
+grid, so that positions and left-to-right order are recoverable) or, with
+``features='pixels'`` (or when the weights are unavailable and ``features='auto'``),
+the image downsampled to 16x16x3; then PCA to ``pca_dim`` (fitted on the training
+features), like the assignment's PCA'd VGG features. Everything is deterministic from ``seed``.
 """
 from __future__ import annotations
 
@@ -154,11 +155,18 @@ def encode_caption(text: str, word_to_idx: dict, length: int = MAX_WORDS + 2) ->
 
 
 class ImageFeaturizer:
-    """PIL images -> raw feature vectors: EfficientNet-Lite0 pooled 1280-d features
-    at ``image_size`` pixels (``kind='efficientnet'``) or 16x16x3 pixels in [0, 1]
-    (``kind='pixels'``). ``kind='auto'`` picks EfficientNet when its weights load."""
+    """PIL images -> raw feature vectors. ``kind='efficientnet'``: EfficientNet-Lite0 at
+    ``image_size`` pixels, the globally pooled 1280-d head features followed by the last
+    block's 320-channel map average-pooled over a 3x3 grid (2880-d; at 96 px the map is
+    3x3 at 1/32 resolution, one column per horizontal slot) -- global pooling alone throws
+    away where objects are, and the captions list objects left to right. ``kind='pixels'``:
+    16x16x3 pixels in [0, 1]. ``kind='auto'`` picks EfficientNet when its weights load.
+    :attr:`blocks` names the parts of the vector and their sizes (make_dataset scales each
+    part to the first part's total variance before the PCA)."""
 
-    def __init__(self, kind: str = "auto", image_size: int = 64):
+    GRID = 3
+
+    def __init__(self, kind: str = "auto", image_size: int = 96):
         if kind not in ("auto", "efficientnet", "pixels"):
             raise ValueError(f"ImageFeaturizer: kind must be 'auto', 'efficientnet' or 'pixels', but got {kind!r}")
         self.image_size = image_size
@@ -177,7 +185,13 @@ class ImageFeaturizer:
 
     @property
     def dim(self) -> int:
-        return 1280 if self.kind == "efficientnet" else 16 * 16 * 3
+        return sum(d for _, d in self.blocks)
+
+    @property
+    def blocks(self) -> list[tuple[str, int]]:
+        if self.kind == "efficientnet":
+            return [("global1280", 1280), (f"grid{self.GRID}x{self.GRID}_320", 320 * self.GRID * self.GRID)]
+        return [("pixels16", 16 * 16 * 3)]
 
     def __call__(self, images, batch_size: int = 64) -> np.ndarray:
         import torch
@@ -200,26 +214,38 @@ class ImageFeaturizer:
             x = (x - m.pixel_mean) / m.pixel_std
             with torch.inference_mode():
                 f = m.extract_features(x)[-1]
-                f = F.relu6(m._bn1(m._conv_head(f))).mean(dim=(2, 3))
-            out.append(f.numpy())
+                g = F.relu6(m._bn1(m._conv_head(f))).mean(dim=(2, 3))
+                grid = F.adaptive_avg_pool2d(f, self.GRID).flatten(1)
+            out.append(torch.cat([g, grid], dim=1).numpy())
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.dim), np.float32)
 
 
 def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """PCA by numpy SVD: returns ``(mean (D,), components (D, dim))``; project with
-    ``(x - mean) @ components``."""
+    """PCA (numpy eigendecomposition of the smaller of the Gram and covariance matrices,
+    equal to the SVD's principal directions): returns ``(mean (D,), components (D, dim))``;
+    project with ``(x - mean) @ components``."""
     mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    if dim > vt.shape[0]:
-        raise ValueError(f"fit_pca: pca_dim {dim} exceeds the rank bound min(N, D) = {vt.shape[0]}")
-    comps = vt[:dim].T
+    xc = x - mean
+    n, d = xc.shape
+    if dim > min(n, d):
+        raise ValueError(f"fit_pca: pca_dim {dim} exceeds the rank bound min(N, D) = {min(n, d)}")
+    # eigendecomposition of the smaller Gram / covariance matrix (much faster than a full
+    # SVD of a wide N x D matrix); eigh returns ascending eigenvalues
+    if n < d:
+        w, u = np.linalg.eigh(xc @ xc.T)
+        u = u[:, ::-1][:, :dim]
+        comps = xc.T @ u
+        comps /= np.maximum(np.linalg.norm(comps, axis=0, keepdims=True), 1e-12)
+    else:
+        w, v = np.linalg.eigh(xc.T @ xc)
+        comps = v[:, ::-1][:, :dim]
     # deterministic signs: the largest-magnitude entry of each component is positive
     signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(dim)])
     return mean, comps * signs
 
 
-def make_dataset(out_dir, num_train: int = 2000, num_val: int = 300, seed: int = 0,
-                 features: str = "auto", image_size: int = 64, pca_dim: int = 512,
+def make_dataset(out_dir, num_train: int = 3000, num_val: int = 300, seed: int = 0,
+                 features: str = "auto", image_size: int = 96, pca_dim: int = 512,
                  save_images: bool = True, val_heldout_fraction: float = 0.5, verbose: bool = False) -> dict:
     """Generate the embedded dataset into ``out_dir`` in the COCO layout
     (:func:`a3ext.data.load_coco_data` reads it). Returns the metadata dict (also
@@ -272,7 +298,18 @@ def make_dataset(out_dir, num_train: int = 2000, num_val: int = 300, seed: int =
         if verbose:
             print(f"{split}: {n} images, {len(rows)} captions")
     dim = min(pca_dim, raw["train"].shape[1], raw["train"].shape[0])
-    mean, comps = fit_pca(raw["train"].astype(np.float64), dim)
+    # scale each block of the raw vector to the total variance of the first block (so the
+    # 2880-d grid does not swamp the 1280-d global part, and the features keep the global
+    # part's scale), folded into the PCA components: project with (x - mean) @ components
+    scale = np.ones(raw["train"].shape[1])
+    start, target_var = 0, None
+    for _, d in featurizer.blocks:
+        var = max(float(raw["train"][:, start:start + d].astype(np.float64).var(axis=0).sum()), 1e-12)
+        target_var = var if target_var is None else target_var
+        scale[start:start + d] = math.sqrt(target_var / var)
+        start += d
+    mean, comps = fit_pca(raw["train"].astype(np.float64) * scale, dim)
+    mean, comps = mean / scale, comps * scale[:, None]
     with h5py.File(out / CAPTION_FILE, "w") as f:
         for split in ("train", "val"):
             f.create_dataset(f"{split}_captions", data=caps[split])
@@ -289,7 +326,7 @@ def make_dataset(out_dir, num_train: int = 2000, num_val: int = 300, seed: int =
     (out / "synthetic_scenes.json").write_text(json.dumps(scenes))
     meta = {"generator": "a3ext.captioning.synthetic", "seed": seed, "num_train": num_train,
             "num_val": num_val, "features": featurizer.kind, "image_size": image_size,
-            "raw_dim": int(raw["train"].shape[1]), "pca_dim": int(dim),
+            "raw_dim": int(raw["train"].shape[1]), "raw_blocks": featurizer.blocks, "pca_dim": int(dim),
             "held_out": [list(p) for p in HELD_OUT], "val_heldout_fraction": val_heldout_fraction,
             "seconds": {"render": round(t_render, 2), "features": round(t_feat, 2),
                         "total": round(time.perf_counter() - t0, 2)}}
