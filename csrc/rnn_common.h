@@ -4,6 +4,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <optional>
+
 #include "checks.h"
 
 namespace a3ext {
@@ -47,6 +49,45 @@ inline void check_sequence(const char* op, const Tensor& t, const char* name, co
 }
 
 // [h0, h_0, ..., h_{T-2}] as (N*T, H): the hidden state each step started from.
+inline Dims check_rnn_backward_inputs(const Tensor& dh, const Tensor& x, const Tensor& h0,
+                                     const Tensor& Wx, const Tensor& Wh, const Tensor& h) {
+  const char* op = "a3ext.rnn_backward";
+  const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, nullptr, 1);
+  check_sequence(op, h, "h", x, d, d.H, "(N, T, H)");
+  check_sequence(op, dh, "dh", x, d, d.H, "(N, T, H)");
+  return d;
+}
+
+inline Dims check_lstm_forward_inputs(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                      const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
+  const char* op = "a3ext.lstm";
+  const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, &b, 4);
+  check_same(op, x, "x", c0, "c0");
+  check_shape(op, c0, "c0", {d.N, d.H}, "(N, H)");
+  return d;
+}
+
+// dh / dc: optional upstream gradients (undefined = zero).
+inline Dims check_lstm_backward_inputs(const Tensor& dh, const Tensor& dc, const Tensor& x,
+                                       const Tensor& h0, const Tensor& c0, const Tensor& Wx,
+                                       const Tensor& Wh, const Tensor& h, const Tensor& c,
+                                       const Tensor& gates) {
+  const char* op = "a3ext.lstm_backward";
+  const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, nullptr, 4);
+  check_same(op, x, "x", c0, "c0");
+  check_shape(op, c0, "c0", {d.N, d.H}, "(N, H)");
+  check_sequence(op, h, "h", x, d, d.H, "(N, T, H)");
+  check_sequence(op, c, "c", x, d, d.H, "(N, T, H)");
+  check_sequence(op, gates, "gates", x, d, 4 * d.H, "(N, T, 4H)");
+  if (dh.defined()) check_sequence(op, dh, "dh", x, d, d.H, "(N, T, H)");
+  if (dc.defined()) check_sequence(op, dc, "dc", x, d, d.H, "(N, T, H)");
+  return d;
+}
+
+inline Tensor defined_or_empty(const std::optional<Tensor>& t) {
+  return t.has_value() && t->defined() ? *t : Tensor();
+}
+
 inline Tensor previous_states(const Tensor& h0, const Tensor& h) {
   const int64_t N = h.size(0), T = h.size(1), H = h.size(2);
   Tensor prev = at::empty({N, T, H}, h.options());

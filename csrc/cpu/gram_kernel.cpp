@@ -14,7 +14,7 @@
 #include <algorithm>
 
 #include "blas.h"
-#include "../checks.h"
+#include "../gram_common.h"
 #include "gemm_engine.h"
 
 namespace a3ext::cpu {
@@ -35,17 +35,6 @@ constexpr double kOneDnnMinFlops = 1e8;
 // and 6 were measured; 3 was best or within noise of the best everywhere.
 int64_t block_rows(int64_t C) {
   return std::max<int64_t>(16, ((C + 2) / 3 + 15) / 16 * 16);
-}
-
-void check_features(const char* op, const Tensor& f) {
-  check_float(op, f, "features");
-  TORCH_CHECK_VALUE(f.dim() == 4, op, ": expected features of shape (N, C, H, W), but got a ",
-                    f.dim(), "-D tensor of shape ", f.sizes());
-}
-
-double gram_scale(const Tensor& f, bool normalize) {
-  const int64_t chw = f.size(1) * f.size(2) * f.size(3);
-  return normalize && chw > 0 ? 1.0 / static_cast<double>(chw) : 1.0;
 }
 
 // Makes G exactly symmetric from its upper triangle (j >= i, which every path
@@ -76,7 +65,7 @@ void mirror(T* G, int64_t C, bool scale, T s) {
 
 Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   const char* op = "a3ext.gram";
-  check_features(op, features);
+  check_gram_features(op, features);
   const Tensor f = features.contiguous();
   const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
   Tensor G = at::empty({N, C, C}, f.options());
@@ -117,7 +106,7 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
 
 Tensor gram_backward_cpu(const Tensor& grad, const Tensor& features, bool normalize) {
   const char* op = "a3ext.gram_backward";
-  check_features(op, features);
+  check_gram_features(op, features);
   check_same(op, features, "features", grad, "grad");
   const int64_t N = features.size(0), C = features.size(1);
   check_shape(op, grad, "grad", {N, C, C}, "(N, C, C)");

@@ -9,23 +9,12 @@
 #include <cublas_v2.h>
 #include <torch/library.h>
 
-#include "../checks.h"
+#include "../gram_common.h"
 
 namespace a3ext::cuda {
 namespace {
 
 using at::Tensor;
-
-void check_features(const char* op, const Tensor& f) {
-  check_float(op, f, "features");
-  TORCH_CHECK_VALUE(f.dim() == 4, op, ": expected features of shape (N, C, H, W), but got a ",
-                    f.dim(), "-D tensor of shape ", f.sizes());
-}
-
-double gram_scale(const Tensor& f, bool normalize) {
-  const int64_t chw = f.size(1) * f.size(2) * f.size(3);
-  return normalize && chw > 0 ? 1.0 / static_cast<double>(chw) : 1.0;
-}
 
 #define A3EXT_CUBLAS_CHECK(expr)                                                   \
   do {                                                                             \
@@ -55,7 +44,7 @@ __global__ void mirror_lower_to_upper(int64_t N, int64_t C, T* __restrict__ G) {
 
 Tensor gram_forward_cuda(const Tensor& features, bool normalize) {
   const char* op = "a3ext.gram";
-  check_features(op, features);
+  check_gram_features(op, features);
   const c10::cuda::CUDAGuard guard(features.device());
   const Tensor f = features.contiguous();
   const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
@@ -84,7 +73,7 @@ Tensor gram_forward_cuda(const Tensor& features, bool normalize) {
 
 Tensor gram_backward_cuda(const Tensor& grad, const Tensor& features, bool normalize) {
   const char* op = "a3ext.gram_backward";
-  check_features(op, features);
+  check_gram_features(op, features);
   check_same(op, features, "features", grad, "grad");
   const int64_t N = features.size(0), C = features.size(1);
   check_shape(op, grad, "grad", {N, C, C}, "(N, C, C)");

@@ -127,10 +127,7 @@ Tensor rnn_forward_cuda(const Tensor& x_, const Tensor& h0_, const Tensor& Wx_, 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cuda(
     const Tensor& dh_, const Tensor& x_, const Tensor& h0_, const Tensor& Wx_, const Tensor& Wh_,
     const Tensor& h_) {
-  const char* op = "a3ext.rnn_backward";
-  const Dims d = check_forward_inputs(op, x_, h0_, Wx_, Wh_, nullptr, 1);
-  check_sequence(op, h_, "h", x_, d, d.H, "(N, T, H)");
-  check_sequence(op, dh_, "dh", x_, d, d.H, "(N, T, H)");
+  const Dims d = check_rnn_backward_inputs(dh_, x_, h0_, Wx_, Wh_, h_);
   const c10::cuda::CUDAGuard guard(x_.device());
   const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), Wx = Wx_.contiguous(),
                Wh = Wh_.contiguous(), h = h_.contiguous(), dh = dh_.contiguous();
@@ -162,10 +159,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cuda(
 std::tuple<Tensor, Tensor, Tensor> lstm_forward_cuda(const Tensor& x_, const Tensor& h0_,
                                                      const Tensor& c0_, const Tensor& Wx_,
                                                      const Tensor& Wh_, const Tensor& b_) {
-  const char* op = "a3ext.lstm";
-  const Dims d = check_forward_inputs(op, x_, h0_, Wx_, Wh_, &b_, 4);
-  check_same(op, x_, "x", c0_, "c0");
-  check_shape(op, c0_, "c0", {d.N, d.H}, "(N, H)");
+  const Dims d = check_lstm_forward_inputs(x_, h0_, c0_, Wx_, Wh_, b_);
   const c10::cuda::CUDAGuard guard(x_.device());
   const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
                Wx = Wx_.contiguous(), Wh = Wh_.contiguous(), b = b_.contiguous();
@@ -195,23 +189,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cuda(
     const std::optional<Tensor>& dh_, const std::optional<Tensor>& dc_, const Tensor& x_,
     const Tensor& h0_, const Tensor& c0_, const Tensor& Wx_, const Tensor& Wh_, const Tensor& h_,
     const Tensor& c_, const Tensor& gates_) {
-  const char* op = "a3ext.lstm_backward";
-  const Dims d = check_forward_inputs(op, x_, h0_, Wx_, Wh_, nullptr, 4);
-  check_same(op, x_, "x", c0_, "c0");
-  check_shape(op, c0_, "c0", {d.N, d.H}, "(N, H)");
-  check_sequence(op, h_, "h", x_, d, d.H, "(N, T, H)");
-  check_sequence(op, c_, "c", x_, d, d.H, "(N, T, H)");
-  check_sequence(op, gates_, "gates", x_, d, 4 * d.H, "(N, T, 4H)");
-  const bool has_dh = dh_.has_value() && dh_->defined();
-  const bool has_dc = dc_.has_value() && dc_->defined();
-  if (has_dh) check_sequence(op, *dh_, "dh", x_, d, d.H, "(N, T, H)");
-  if (has_dc) check_sequence(op, *dc_, "dc", x_, d, d.H, "(N, T, H)");
+  const Tensor dh_in = defined_or_empty(dh_), dc_in = defined_or_empty(dc_);
+  const Dims d = check_lstm_backward_inputs(dh_in, dc_in, x_, h0_, c0_, Wx_, Wh_, h_, c_, gates_);
+  const bool has_dh = dh_in.defined(), has_dc = dc_in.defined();
   const c10::cuda::CUDAGuard guard(x_.device());
   const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
                Wx = Wx_.contiguous(), Wh = Wh_.contiguous(), h = h_.contiguous(),
                c = c_.contiguous(), gates = gates_.contiguous();
-  const Tensor dh = has_dh ? dh_->contiguous() : Tensor();
-  const Tensor dc = has_dc ? dc_->contiguous() : Tensor();
+  const Tensor dh = has_dh ? dh_in.contiguous() : Tensor();
+  const Tensor dc = has_dc ? dc_in.contiguous() : Tensor();
   const int64_t G = 4 * d.H;
   Tensor dgates = at::empty({d.N, d.T, G}, x.options());
   Tensor dh_rec = at::zeros({d.N, d.H}, x.options());
