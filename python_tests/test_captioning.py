@@ -728,3 +728,50 @@ def test_cli_make_dataset_train_eval_sample(tmp_path, capsys):
     assert Image.open(out_png).size[1] > S.CANVAS
     assert main(["caption", "sample", "--data", str(data), "--checkpoint", str(ck / "checkpoint.pt"), "--num", "2"]) == 0
     assert capsys.readouterr().out.count("GT:") == 2
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_process_ddp_matches_single_process(tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo, 127.0.0.1) of `a3ext caption train` in float64
+    gives the single-process run's parameters and loss history over the same global
+    batches; batch 5 splits unevenly (3 + 2) across the ranks; only rank 0 prints."""
+    import os
+    import subprocess
+    import sys
+
+    data_dir = _write_coco(tmp_path / "coco", n_train_img=6, n_val_img=2, dim=12)
+    ck = tmp_path / "ddp"
+    train_args = ["caption", "train", "--data", str(data_dir), "--cell", "lstm", "--hidden-dim", "8",
+                  "--wordvec-dim", "6", "--dtype", "float64", "--batch-size", "5", "--num-epochs", "2",
+                  "--lr", "1e-2", "--lr-decay", "0.9", "--no-bleu", "--quiet", "--checkpoint-every", "3",
+                  "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "a3ext.captioning.cli", *train_args,
+           "--checkpoint-dir", str(ck)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(summaries) == 1 and summaries[0]["world_size"] == 2  # rank 0 only
+    ddp = load_checkpoint(ck / "checkpoint.pt")
+    assert ddp["solver"]["t"] == 4  # 12 captions // 5 = 2 iterations per epoch
+
+    # the same run in this process (no process group)
+    data = D.load_coco_data(data_dir, rng=np.random.RandomState(3))
+    torch.manual_seed(3)
+    model = CaptioningRNN(data["word_to_idx"], 12, 6, 8, "lstm", dtype=f64)
+    single = CaptioningSolver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-2},
+                              lr_decay=0.9, batch_size=5, num_epochs=2, verbose=False, seed=3,
+                              eval_bleu=False).train()
+    assert not single.distributed and single.world_size == 1
+    np.testing.assert_allclose(ddp["solver"]["loss_history"], single.loss_history, rtol=0, atol=1e-8)
+    for k, v in model.state_dict().items():
+        assert ddp["model"][k].dtype == f64
+        torch.testing.assert_close(ddp["model"][k], v, rtol=0, atol=1e-10, msg=k)

@@ -34,11 +34,17 @@ def _ensure_data(args):
     from .data import CAPTION_FILE, load_coco_data
 
     base = Path(args.data)
-    if not (base / CAPTION_FILE).is_file() and getattr(args, "make_embedded", False):
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized()
+    main_rank = not distributed or dist.get_rank() == 0
+    if main_rank and not (base / CAPTION_FILE).is_file() and getattr(args, "make_embedded", False):
         from .synthetic import make_dataset
 
         print(f"generating the embedded dataset in {base}", file=sys.stderr)
         make_dataset(base, seed=args.seed, verbose=True)
+    if distributed:
+        dist.barrier()  # the other ranks read what rank 0 generated
     import numpy as np
 
     return load_coco_data(base, max_train=getattr(args, "max_train", None),
@@ -47,6 +53,25 @@ def _ensure_data(args):
 
 
 def _train(args) -> int:
+    """Single-process, or data-parallel under ``torchrun`` (``WORLD_SIZE`` > 1: gloo
+    process group; only rank 0 prints and writes checkpoints)."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    started_group = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+        started_group = True
+    try:
+        return _train_body(args)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _train_body(args) -> int:
     import torch
 
     from .model import CaptioningRNN
@@ -67,8 +92,9 @@ def _train(args) -> int:
     summary = {"iterations": solver.t, "epochs": solver.epoch, "final_loss": solver.loss_history[-1] if solver.loss_history else None,
                "train_seconds": round(solver.train_seconds, 2),
                "val_bleu": solver.val_bleu_history[-1] if solver.val_bleu_history else None,
-               "checkpoint": str(Path(args.checkpoint_dir) / "checkpoint.pt")}
-    print(json.dumps(summary))
+               "checkpoint": str(Path(args.checkpoint_dir) / "checkpoint.pt"), "world_size": solver.world_size}
+    if solver.is_main:
+        print(json.dumps(summary))
     return 0
 
 

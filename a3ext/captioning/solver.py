@@ -8,6 +8,14 @@ drawn with replacement from the training captions; an epoch is
 ``numpy.random.RandomState(seed)``, whose state is part of the checkpoint, so a run
 interrupted and resumed from a checkpoint produces the same loss history as an
 uninterrupted one.
+
+Data-parallel training: when ``torch.distributed`` is initialised (``torchrun``; gloo
+on CPU) the solver wraps the model in ``DistributedDataParallel``. Every rank draws the
+same global minibatch from the shared seed and trains on its own contiguous slice of
+it; each rank's loss is weighted by its share of the batch so that DDP's gradient
+average equals the gradient of the global-batch loss (exact even when ``batch_size`` is
+not divisible by the world size). The logged loss is the global-batch loss (all-reduced),
+and only rank 0 evaluates BLEU, prints, shows the progress bar and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -69,6 +77,17 @@ def model_from_checkpoint(path_or_ckpt) -> CaptioningRNN:
     return model
 
 
+class _LossModule(torch.nn.Module):
+    """``forward`` = ``model.loss``, so that DDP's hooks (gradient all-reduce) see it."""
+
+    def __init__(self, model: CaptioningRNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features, captions):
+        return self.model.loss(features, captions)
+
+
 def _np_state_to_dict(state) -> dict:
     name, keys, pos, has_gauss, cached = state
     return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -94,7 +113,9 @@ class CaptioningSolver:
       append corpus BLEU-1..4 to ``val_bleu_history``; ``max_length`` of the samples;
     * ``checkpoint_dir`` and ``checkpoint_every`` (iterations): atomic checkpoints
       ``checkpoint.pt`` (model, optimizer, RNG and data-order state, histories);
-    * ``resume_from``: a checkpoint to continue from exactly.
+    * ``resume_from``: a checkpoint to continue from exactly;
+    * ``distributed``: DDP over the initialised process group (default: when
+      ``torch.distributed`` is initialised, e.g. under ``torchrun``); see the module doc.
 
     Attributes after :meth:`train`: ``loss_history`` (one float per iteration),
     ``val_bleu_history`` (one dict per epoch), ``epoch``, ``t`` (iterations done).
@@ -118,6 +139,7 @@ class CaptioningSolver:
         self.checkpoint_dir = kwargs.pop("checkpoint_dir", None)
         self.checkpoint_every = kwargs.pop("checkpoint_every", None)
         resume_from = kwargs.pop("resume_from", None)
+        distributed = kwargs.pop("distributed", None)
         if kwargs:
             raise ValueError(f"CaptioningSolver: unrecognized arguments {', '.join(sorted(kwargs))}")
         if self.update_rule not in ("adam", "sgd"):
@@ -128,8 +150,31 @@ class CaptioningSolver:
         for key in ("train_captions", "train_image_idxs", "train_features", "idx_to_word"):
             if key not in data:
                 raise KeyError(f"CaptioningSolver: data has no {key!r}; keys: {sorted(data)}")
+        dist = torch.distributed
+        initialised = dist.is_available() and dist.is_initialized()
+        if distributed is None:
+            distributed = initialised
+        if distributed and not initialised:
+            raise RuntimeError("CaptioningSolver: distributed=True needs an initialised torch.distributed process "
+                               "group (run under torchrun and call torch.distributed.init_process_group)")
+        self.distributed = bool(distributed)
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        if self.batch_size < self.world_size:
+            raise ValueError(f"CaptioningSolver: batch_size ({self.batch_size}) must be >= the number of "
+                             f"processes ({self.world_size})")
+        self.is_main = self.rank == 0
         if self.progress is None:
             self.progress = self.verbose
+        if not self.is_main:
+            self.verbose = False
+            self.progress = False
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # broadcasts rank 0's parameters, so every rank starts from the same model
+            self._loss_module = DDP(_LossModule(model))
+        else:
+            self._loss_module = None
 
         lr = float(self.optim_config.get("learning_rate", 1e-3 if self.update_rule == "adam" else 1e-2))
         params = list(model.parameters())
@@ -205,13 +250,27 @@ class CaptioningSolver:
     def _step(self) -> float:
         n = self._train_caps.shape[0]
         mask = torch.from_numpy(self.rng.choice(n, self.batch_size))
+        if not self.distributed:
+            captions = self._train_caps[mask]
+            features = self._train_feats[self._train_idxs[mask]]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.model.loss(features, captions)
+            loss.backward()
+            self.optimizer.step()
+            return float(loss.detach())
+        # every rank drew the same global batch; keep this rank's contiguous slice
+        mask = torch.tensor_split(mask, self.world_size)[self.rank]
         captions = self._train_caps[mask]
         features = self._train_feats[self._train_idxs[mask]]
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.model.loss(features, captions)
-        loss.backward()
+        local = self._loss_module(features, captions)  # sum over this shard / shard size
+        share = mask.shape[0] / self.batch_size
+        # DDP averages gradients over ranks: scale so the average is d(global loss)
+        (local * (share * self.world_size)).backward()
         self.optimizer.step()
-        return float(loss.detach())
+        total = (local.detach() * share).reshape(1).clone()
+        torch.distributed.all_reduce(total)
+        return float(total[0])
 
     def check_bleu(self, split: str = "val", num_images: int | None = None, beam_size: int = 1) -> dict:
         """Corpus BLEU-1..4 of the model's captions for (up to ``num_images``, the first
@@ -238,7 +297,7 @@ class CaptioningSolver:
         deadline = None if max_seconds is None else start + float(max_seconds)
         try:
             while self.t < stop:
-                if deadline is not None and time.perf_counter() >= deadline:
+                if deadline is not None and self._should_stop(time.perf_counter() >= deadline):
                     break
                 loss = self._step()
                 self.loss_history.append(loss)
@@ -253,7 +312,7 @@ class CaptioningSolver:
                     self.epoch += 1
                     for g in self.optimizer.param_groups:
                         g["lr"] *= self.lr_decay
-                    if self.eval_bleu and "val_captions" in self.data and len(self.data["val_captions"]):
+                    if self.is_main and self.eval_bleu and "val_captions" in self.data and len(self.data["val_captions"]):
                         scores = self.check_bleu("val", self.num_val_images)
                         scores["epoch"] = self.epoch
                         self.val_bleu_history.append(scores)
@@ -264,14 +323,25 @@ class CaptioningSolver:
                 if self.checkpoint_dir is not None and self.checkpoint_every and self.t % int(self.checkpoint_every) == 0:
                     self.train_seconds += time.perf_counter() - start
                     start = time.perf_counter()
-                    self.save()
+                    if self.is_main:
+                        self.save()
         finally:
             self.train_seconds += time.perf_counter() - start
             if bar is not None:
                 bar.close()
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self.is_main:
             self.save()
+        if self.distributed:
+            torch.distributed.barrier()  # the final checkpoint exists when train() returns on any rank
         return self
+
+    def _should_stop(self, local: bool) -> bool:
+        """Under DDP the ranks must agree (a rank that stops alone would hang the others)."""
+        if not self.distributed:
+            return local
+        flag = torch.tensor([1 if local else 0], dtype=torch.int64)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag[0])
 
 
 def evaluate_bleu(model: CaptioningRNN, captions, image_idxs, features, idx_to_word,
