@@ -34,6 +34,7 @@ of intensities 0 and 1; [-0.992, 1.0] for EfficientNet's ``(x - 127) / 128``).
 """
 from __future__ import annotations
 
+from ._util import positive_int
 import functools
 import itertools
 import os
@@ -797,17 +798,7 @@ def save_comparison(result: StyleTransferResult, path: str | os.PathLike, cnn: n
 # --------------------------------------------------------------------------- CLI
 
 
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
+_positive_int = positive_int  # shared argparse type (a3ext._util)
 
 def _float_list(text: str) -> list[float]:
     import argparse

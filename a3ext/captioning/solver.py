@@ -19,9 +19,7 @@ and only rank 0 evaluates BLEU, prints, shows the progress bar and writes checkp
 """
 from __future__ import annotations
 
-import math
-import os
-import tempfile
+from .._util import atomic_write
 import time
 from pathlib import Path
 from typing import Mapping
@@ -40,21 +38,7 @@ _CKPT_VERSION = 1
 def save_checkpoint_atomic(obj, path) -> Path:
     """``torch.save`` to a temporary file in the same directory, fsync, then
     ``os.replace``: ``path`` is always either the old or the new complete checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 def load_checkpoint(path) -> dict:
     """Load a solver checkpoint with ``torch.load(weights_only=True)`` (no pickled code)."""

@@ -17,6 +17,7 @@ an interrupted stage continue where it stopped. Every file is written atomically
 """
 from __future__ import annotations
 
+from .._util import atomic_write
 import datetime as _dt
 import json
 import os
@@ -51,21 +52,7 @@ METRIC_KEYS = {
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and
     ``os.replace``: readers see the old or the new file, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
+    return atomic_write(path, lambda f: f.write(data))
 
 def atomic_write_text(path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))

@@ -10,6 +10,7 @@ semi-supervised GAN classifier.
 """
 from __future__ import annotations
 
+from .._util import positive_int
 import argparse
 import json
 import os
@@ -19,15 +20,7 @@ from pathlib import Path
 __all__ = ["register_cli", "main"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
+_positive_int = positive_int  # shared argparse type (a3ext._util)
 
 def _set_threads(args) -> None:
     if getattr(args, "threads", None):

@@ -19,10 +19,9 @@ with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
+from .._util import atomic_write
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -157,26 +156,7 @@ def plot_losses(history: dict, path, title: str | None = None) -> Path:
     return _atomic_write(Path(path), lambda f: fig.savefig(f, format="png"))
 
 
-def _atomic_write(path: Path, write: Callable) -> Path:
-    """Write through ``write(fileobj)`` into a temporary file beside ``path``, fsync,
-    then :func:`os.replace` it into place: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
+_atomic_write = atomic_write  # a3ext._util
 
 # ----------------------------------------------------------------------- checkpoints
 

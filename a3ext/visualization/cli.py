@@ -12,7 +12,7 @@ squeezenet1_1.pth`` (a torchvision-format state dict).
 """
 from __future__ import annotations
 
-import argparse
+from .._util import positive_int, positive_float
 import sys
 
 __all__ = ["register_cli"]
@@ -20,25 +20,9 @@ __all__ = ["register_cli"]
 ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "ig", "gradcam")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+_positive_int = positive_int  # shared argparse type (a3ext._util)
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
+_positive_float = positive_float  # shared argparse type (a3ext._util)
 
 def _load_model(args):
     """The classifier chosen by ``--model``/``--weights``."""
