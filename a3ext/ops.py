@@ -20,7 +20,8 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "gram", "cpu_isa", "gemm_backend"]
+__all__ = ["rnn", "rnn_step", "lstm", "lstm_step", "rnn_packed", "lstm_packed", "pack_lengths", "gram",
+           "cpu_isa", "gemm_backend"]
 
 _ops = torch.ops.a3ext
 
@@ -153,6 +154,88 @@ def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
     )
 
 
+def _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, gate_mult):
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: x must be torch.float32 or torch.float64, but got {x.dtype}")
+    if x.dim() != 2:
+        raise ValueError(
+            f"{op}: expected packed x of shape (P, D), but got a {x.dim()}-D tensor of shape {list(x.shape)}"
+        )
+    if h0.dim() != 2:
+        raise ValueError(
+            f"{op}: expected h0 of shape (B, H), but got a {h0.dim()}-D tensor of shape {list(h0.shape)}"
+        )
+    if batch_sizes.dtype != torch.int64:
+        raise TypeError(f"{op}: batch_sizes must be a torch.int64 tensor, but got {batch_sizes.dtype}")
+    if batch_sizes.dim() != 1:
+        raise ValueError(
+            f"{op}: expected batch_sizes of shape (T,), but got a {batch_sizes.dim()}-D tensor of shape "
+            f"{list(batch_sizes.shape)}"
+        )
+    if batch_sizes.device.type != "cpu":
+        raise ValueError(
+            f"{op}: batch_sizes must be on the CPU (as PackedSequence.batch_sizes), but it is on "
+            f"{batch_sizes.device}"
+        )
+    for t, name in ((h0, "h0"), (Wx, "Wx"), (Wh, "Wh"), (b, "b")):
+        if t is not None:
+            _check_same(op, x, "x", t, name)
+    P, D = x.shape
+    B, H = h0.shape
+    G = gate_mult * H
+    four = "4H" if gate_mult == 4 else "H"
+    _check_shape(op, Wx, "Wx", (D, G), f"(D, {four})")
+    _check_shape(op, Wh, "Wh", (H, G), f"(H, {four})")
+    if b is not None:
+        _check_shape(op, b, "b", (G,), f"({four},)")
+    return P, B, D, H
+
+
+def _check_packed_seq(op, t, name, x, rows, width, shape_str):
+    _check_same(op, x, "x", t, name)
+    _check_shape(op, t, name, (rows, width), shape_str)
+
+
+@torch.library.register_fake("a3ext::rnn_packed_forward")
+def _rnn_packed_forward_fake(x, batch_sizes, h0, Wx, Wh, b):
+    P, B, D, H = _check_packed("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, b, 1)
+    return _empty_like_shape(x, P, H)
+
+
+@torch.library.register_fake("a3ext::rnn_packed_backward")
+def _rnn_packed_backward_fake(dh, x, batch_sizes, h0, Wx, Wh, h):
+    op = "a3ext.rnn_packed_backward"
+    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, None, 1)
+    _check_packed_seq(op, h, "h", x, P, H, "(P, H)")
+    _check_packed_seq(op, dh, "dh", x, P, H, "(P, H)")
+    return (_empty_like_shape(x, P, D), _empty_like_shape(x, B, H), _empty_like_shape(x, D, H),
+            _empty_like_shape(x, H, H), _empty_like_shape(x, H))
+
+
+@torch.library.register_fake("a3ext::lstm_packed_forward")
+def _lstm_packed_forward_fake(x, batch_sizes, h0, c0, Wx, Wh, b):
+    op = "a3ext.lstm_packed"
+    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, 4)
+    _check_packed_seq(op, c0, "c0", x, B, H, "(B, H)")
+    return _empty_like_shape(x, P, H), _empty_like_shape(x, P, H), _empty_like_shape(x, P, 4 * H)
+
+
+@torch.library.register_fake("a3ext::lstm_packed_backward")
+def _lstm_packed_backward_fake(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gates):
+    op = "a3ext.lstm_packed_backward"
+    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, None, 4)
+    _check_packed_seq(op, c0, "c0", x, B, H, "(B, H)")
+    _check_packed_seq(op, h, "h", x, P, H, "(P, H)")
+    _check_packed_seq(op, c, "c", x, P, H, "(P, H)")
+    _check_packed_seq(op, gates, "gates", x, P, 4 * H, "(P, 4H)")
+    if dh is not None:
+        _check_packed_seq(op, dh, "dh", x, P, H, "(P, H)")
+    if dc is not None:
+        _check_packed_seq(op, dc, "dc", x, P, H, "(P, H)")
+    return (_empty_like_shape(x, P, D), _empty_like_shape(x, B, H), _empty_like_shape(x, B, H),
+            _empty_like_shape(x, D, 4 * H), _empty_like_shape(x, H, 4 * H), _empty_like_shape(x, 4 * H))
+
+
 def _check_features(op, features):
     if features.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{op}: features must be torch.float32 or torch.float64, but got {features.dtype}")
@@ -216,6 +299,41 @@ def _lstm_backward(ctx, dh, dc, _dgates):
 
 torch.library.register_autograd(
     "a3ext::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context
+)
+
+
+def _rnn_packed_setup_context(ctx, inputs, output):
+    x, batch_sizes, h0, Wx, Wh, _b = inputs
+    ctx.save_for_backward(x, batch_sizes, h0, Wx, Wh, output)
+
+
+def _rnn_packed_backward(ctx, dh):
+    x, batch_sizes, h0, Wx, Wh, h = ctx.saved_tensors
+    dx, dh0, dWx, dWh, db = _ops.rnn_packed_backward(dh, x, batch_sizes, h0, Wx, Wh, h)
+    return dx, None, dh0, dWx, dWh, db
+
+
+torch.library.register_autograd(
+    "a3ext::rnn_packed_forward", _rnn_packed_backward, setup_context=_rnn_packed_setup_context
+)
+
+
+def _lstm_packed_setup_context(ctx, inputs, output):
+    x, batch_sizes, h0, c0, Wx, Wh, _b = inputs
+    h, c, gates = output
+    ctx.mark_non_differentiable(gates)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(x, batch_sizes, h0, c0, Wx, Wh, h, c, gates)
+
+
+def _lstm_packed_backward(ctx, dh, dc, _dgates):
+    x, batch_sizes, h0, c0, Wx, Wh, h, c, gates = ctx.saved_tensors
+    dx, dh0, dc0, dWx, dWh, db = _ops.lstm_packed_backward(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gates)
+    return dx, None, dh0, dc0, dWx, dWh, db
+
+
+torch.library.register_autograd(
+    "a3ext::lstm_packed_forward", _lstm_packed_backward, setup_context=_lstm_packed_setup_context
 )
 
 
@@ -284,6 +402,56 @@ def lstm_step(
     _check_step("a3ext.lstm_step", x, prev_h)
     h, c, _ = _ops.lstm_forward(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
     return h.squeeze(1), c.squeeze(1)
+
+
+def rnn_packed(x: Tensor, batch_sizes: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
+    """Vanilla tanh RNN over packed sequences (the layout of
+    ``torch.nn.utils.rnn.PackedSequence``): no work is spent on padding.
+
+    x (P, D): the rows of all sequences, time-major; step t holds ``batch_sizes[t]``
+    rows, those of the first ``batch_sizes[t]`` sequences (sequences sorted by
+    non-increasing length, see :func:`pack_lengths`). batch_sizes: int64 CPU (T,),
+    non-increasing, each <= B. h0 (B, H) -> h (P, H) in the same packed order.
+    Equal to :func:`rnn` on the padded batch at every valid position. CPU only.
+    """
+    return _ops.rnn_packed_forward(x, batch_sizes, h0, Wx, Wh, b)
+
+
+def lstm_packed(
+    x: Tensor, batch_sizes: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor, c0: Optional[Tensor] = None
+) -> Tensor:
+    """LSTM (gate order i, f, o, g) over packed sequences; see :func:`rnn_packed` for
+    the layout. x (P, D), h0 / c0 (B, H) (c0 None = zeros) -> h (P, H). CPU only."""
+    if c0 is None:
+        c0 = h0.new_zeros(h0.shape) if h0.dim() == 2 else h0
+    return _ops.lstm_packed_forward(x, batch_sizes, h0, c0, Wx, Wh, b)[0]
+
+
+def pack_lengths(lengths: Tensor, T: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The packed layout of a padded batch whose sequence n has ``lengths[n]`` valid
+    steps (``0 <= lengths[n] <= T``, T defaults to max(lengths)).
+
+    Returns ``(order, batch_sizes, index)``: ``order`` (B,) sorts the sequences by
+    non-increasing length (stable), ``batch_sizes`` (max length,) int64 as
+    :func:`rnn_packed` takes it, and ``index`` (P,) the position of every packed row
+    in the row-major flattened (B, T) batch: ``packed = padded.reshape(B * T, -1)[index]``
+    and ``padded.reshape(B * T, -1)[index] = packed`` unpacks.
+    """
+    lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+    if lengths.dim() != 1:
+        raise ValueError(f"pack_lengths: expected lengths of shape (B,), but got {list(lengths.shape)}")
+    B = lengths.shape[0]
+    Tmax = int(lengths.max()) if B else 0
+    T = Tmax if T is None else int(T)
+    if B and (int(lengths.min()) < 0 or Tmax > T):
+        raise ValueError(f"pack_lengths: lengths must be in [0, T = {T}], but got min {int(lengths.min())}, "
+                         f"max {Tmax}")
+    sorted_len, order = torch.sort(lengths, descending=True, stable=True)
+    steps = torch.arange(Tmax)
+    valid = steps[:, None] < sorted_len[None, :]  # (Tmax, B) time-major
+    batch_sizes = valid.sum(1)
+    index = (order[None, :] * T + steps[:, None])[valid]
+    return order, batch_sizes, index
 
 
 def gram(features: Tensor, normalize: bool = True) -> Tensor:

@@ -39,6 +39,21 @@ TORCH_LIBRARY(a3ext, m) {
       "lstm_backward(Tensor? dh, Tensor? dc, Tensor x, Tensor h0, Tensor c0, Tensor Wx,"
       " Tensor Wh, Tensor h, Tensor c, Tensor gates)"
       " -> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dWx, Tensor dWh, Tensor db)");
+  // ---- the same on packed sequences (torch.nn.utils.rnn.PackedSequence layout):
+  // x (P,D) time-major, step t = the first batch_sizes[t] sequences (batch_sizes:
+  // int64 CPU, non-increasing), h0 / c0 (B,H) -> h, c (P,H), gates (P,4H). No work
+  // is spent on padding. CPU kernels only.
+  m.def("rnn_packed_forward(Tensor x, Tensor batch_sizes, Tensor h0, Tensor Wx, Tensor Wh, Tensor b) -> Tensor");
+  m.def(
+      "rnn_packed_backward(Tensor dh, Tensor x, Tensor batch_sizes, Tensor h0, Tensor Wx, Tensor Wh,"
+      " Tensor h) -> (Tensor dx, Tensor dh0, Tensor dWx, Tensor dWh, Tensor db)");
+  m.def(
+      "lstm_packed_forward(Tensor x, Tensor batch_sizes, Tensor h0, Tensor c0, Tensor Wx, Tensor Wh,"
+      " Tensor b) -> (Tensor h, Tensor c, Tensor gates)");
+  m.def(
+      "lstm_packed_backward(Tensor? dh, Tensor? dc, Tensor x, Tensor batch_sizes, Tensor h0,"
+      " Tensor c0, Tensor Wx, Tensor Wh, Tensor h, Tensor c, Tensor gates)"
+      " -> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dWx, Tensor dWh, Tensor db)");
   // ---- Gram matrix: features (N,C,H,W) -> G (N,C,C) = F F^T / (C*H*W if normalize)
   m.def("gram_forward(Tensor features, bool normalize=True) -> Tensor");
   // dF = s (grad + grad^T) F, for any (not necessarily symmetric) upstream grad.

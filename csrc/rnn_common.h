@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <vector>
 
 #include "checks.h"
 
@@ -96,6 +97,81 @@ inline Tensor previous_states(const Tensor& h0, const Tensor& h) {
     if (T > 1) prev.narrow(1, 1, T - 1).copy_(h.narrow(1, 0, T - 1));
   }
   return prev.view({N * T, H});
+}
+
+
+// ---- packed sequences (the layout of torch.nn.utils.rnn.PackedSequence) ----
+// x (P, D) holds the rows of all sequences time-major: step t has batch_sizes[t]
+// rows, the first batch_sizes[t] sequences (sorted by non-increasing length), so
+// P = sum(batch_sizes). batch_sizes: 1-D int64 CPU tensor, non-increasing, each
+// in [0, B] where B = h0.size(0) (sequences of length 0 are allowed).
+struct PackedDims {
+  int64_t P, T, B, D, H;
+  std::vector<int64_t> bs;   // batch_sizes
+  std::vector<int64_t> off;  // off[t] = first packed row of step t; off[T] = P
+};
+
+inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Tensor& batch_sizes,
+                                      const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
+                                      const Tensor* b, int64_t gate_mult) {
+  check_float(op, x, "x");
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": expected packed x of shape (P, D), but got a ", x.dim(),
+                    "-D tensor of shape ", x.sizes());
+  TORCH_CHECK_VALUE(h0.dim() == 2, op, ": expected h0 of shape (B, H), but got a ", h0.dim(),
+                    "-D tensor of shape ", h0.sizes());
+  TORCH_CHECK_TYPE(batch_sizes.scalar_type() == at::kLong, op,
+                   ": batch_sizes must be a torch.int64 tensor, but got ", dtype_name(batch_sizes));
+  TORCH_CHECK_VALUE(batch_sizes.dim() == 1, op, ": expected batch_sizes of shape (T,), but got a ",
+                    batch_sizes.dim(), "-D tensor of shape ", batch_sizes.sizes());
+  TORCH_CHECK_VALUE(batch_sizes.device().is_cpu(), op,
+                    ": batch_sizes must be on the CPU (as PackedSequence.batch_sizes), but it is on ",
+                    batch_sizes.device());
+  check_same(op, x, "x", h0, "h0");
+  check_same(op, x, "x", Wx, "Wx");
+  check_same(op, x, "x", Wh, "Wh");
+  if (b != nullptr) check_same(op, x, "x", *b, "b");
+  PackedDims d{x.size(0), batch_sizes.size(0), h0.size(0), x.size(1), h0.size(1), {}, {}};
+  const Tensor bsc = batch_sizes.contiguous();
+  const int64_t* bp = bsc.const_data_ptr<int64_t>();
+  d.bs.assign(bp, bp + d.T);
+  d.off.resize(d.T + 1);
+  int64_t sum = 0;
+  for (int64_t t = 0; t < d.T; ++t) {
+    TORCH_CHECK_VALUE(d.bs[t] >= 0 && d.bs[t] <= d.B, op, ": batch_sizes[", t, "] = ", d.bs[t],
+                      " must be in [0, B] with B = ", d.B, " (h0.size(0))");
+    TORCH_CHECK_VALUE(t == 0 || d.bs[t] <= d.bs[t - 1], op,
+                      ": batch_sizes must be non-increasing (sequences sorted by decreasing length), but batch_sizes[",
+                      t, "] = ", d.bs[t], " > batch_sizes[", t - 1, "] = ", d.bs[t - 1]);
+    d.off[t] = sum;
+    sum += d.bs[t];
+  }
+  d.off[d.T] = sum;
+  TORCH_CHECK_VALUE(sum == d.P, op, ": expected packed x with P = sum(batch_sizes) = ", sum,
+                    " rows, but got ", x.sizes());
+  const int64_t G = gate_mult * d.H;
+  const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
+  const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
+  const char* gb = gate_mult == 4 ? "(4H,)" : "(H,)";
+  check_shape(op, Wx, "Wx", {d.D, G}, gx);
+  check_shape(op, Wh, "Wh", {d.H, G}, gh);
+  if (b != nullptr) check_shape(op, *b, "b", {G}, gb);
+  return d;
+}
+
+inline void check_packed(const char* op, const Tensor& t, const char* name, const Tensor& x,
+                         int64_t rows, int64_t width, const char* shape_str) {
+  check_same(op, x, "x", t, name);
+  check_shape(op, t, name, {rows, width}, shape_str);
+}
+
+// Packed [h_{t-1}] rows (P, H): the hidden state each packed row's step started from.
+inline Tensor packed_previous_states(const Tensor& h0, const Tensor& h, const PackedDims& d) {
+  Tensor prev = at::empty({d.P, d.H}, h.options());
+  for (int64_t t = 0; t < d.T && d.bs[t] > 0; ++t) {
+    const Tensor src = t == 0 ? h0.narrow(0, 0, d.bs[0]) : h.narrow(0, d.off[t - 1], d.bs[t]);
+    prev.narrow(0, d.off[t], d.bs[t]).copy_(src);
+  }
+  return prev;
 }
 
 }  // namespace a3ext

@@ -137,9 +137,14 @@ class CaptioningRNN(nn.Module):
         if captions.dtype.is_floating_point or captions.dtype == torch.bool:
             raise TypeError(f"CaptioningRNN.loss: captions must be integers, but got {captions.dtype}")
         captions = captions.long()
+        if captions.numel() and (int(captions.min()) < 0 or int(captions.max()) >= self.vocab_size):
+            raise ValueError(f"CaptioningRNN.loss: caption word indices must be in [0, V) = [0, {self.vocab_size}), "
+                             f"but got values in [{int(captions.min())}, {int(captions.max())}]")
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
         h0 = torch.addmm(self.b_proj, features, self.W_proj)
+        if features.device.type == "cpu":
+            return self._packed_loss(h0, captions_in, captions_out, mask)
         x = word_embedding(captions_in, self.W_embed)
         if self.cell_type == "rnn":
             h = ops.rnn(x, h0, self.Wx, self.Wh, self.b)
@@ -149,6 +154,27 @@ class CaptioningRNN(nn.Module):
         return temporal_softmax_loss(scores, captions_out, mask)
 
     forward = loss
+
+    def _packed_loss(self, h0: Tensor, captions_in: Tensor, captions_out: Tensor, mask: Tensor) -> Tensor:
+        """The same loss without any work on padding (CPU): a caption's steps after its
+        last unmasked target influence nothing, so each caption runs only up to it, in
+        the packed layout of ``a3ext.ops.rnn_packed`` (embedding, recurrence, vocabulary
+        projection and softmax loss all on the P real rows). Equal to the padded
+        composition up to floating-point summation order (tested)."""
+        N, T = captions_out.shape
+        steps = torch.arange(1, T + 1)
+        lengths = (mask * steps).amax(1) if N else torch.zeros(0, dtype=torch.long)
+        order, batch_sizes, index = ops.pack_lengths(lengths, T)
+        words = captions_in.reshape(-1).index_select(0, index)
+        targets = captions_out.reshape(-1).index_select(0, index)
+        x = F.embedding(words, self.W_embed)
+        h0 = h0.index_select(0, order)
+        if self.cell_type == "rnn":
+            h = ops.rnn_packed(x, batch_sizes, h0, self.Wx, self.Wh, self.b)
+        else:
+            h = ops.lstm_packed(x, batch_sizes, h0, self.Wx, self.Wh, self.b)
+        scores = torch.addmm(self.b_vocab, h, self.W_vocab)
+        return F.cross_entropy(scores, targets, ignore_index=self._null, reduction="sum") / max(N, 1)
 
     # ------------------------------------------------------------------ decoding
     def _step(self, x: Tensor, h: Tensor, c: Tensor | None):
