@@ -555,17 +555,19 @@ def test_make_dataset_efficientnet_spatial_features(tmp_path):
         feat = S.ImageFeaturizer("efficientnet")
     except Exception as e:  # weights not obtainable here
         pytest.skip(f"EfficientNet-Lite0 weights unavailable: {e}")
-    assert feat.blocks == [("global1280", 1280), ("grid3x3_320", 2880)] and feat.dim == 4160
+    assert feat.blocks == [("global1280", 1280), ("grid3x3_320", 2880), ("block8_grid3x3_80", 720)]
+    assert feat.dim == 4880
     # the same object on the left and on the right: the grid part must tell them apart
     left = S.Obj("circle", "red", "large", "left", 0.0, 0.0)
     right = S.Obj("circle", "red", "large", "right", 0.0, 0.0)
     f = feat([S.render_scene([left]), S.render_scene([right])])
     g_diff = np.abs(f[0, :1280] - f[1, :1280]).mean() / np.abs(f[:, :1280]).mean()
-    grid_diff = np.abs(f[0, 1280:] - f[1, 1280:]).mean() / np.abs(f[:, 1280:]).mean()
-    assert grid_diff > 2 * g_diff
+    for lo, hi in ((1280, 4160), (4160, 4880)):  # both grids
+        grid_diff = np.abs(f[0, lo:hi] - f[1, lo:hi]).mean() / np.abs(f[:, lo:hi]).mean()
+        assert grid_diff > 2 * g_diff, (lo, hi)
     meta = S.make_dataset(tmp_path, num_train=24, num_val=4, seed=1, features="efficientnet", pca_dim=16,
                           save_images=False)
-    assert meta["features"] == "efficientnet" and meta["raw_dim"] == 4160 and meta["image_size"] == 96
+    assert meta["features"] == "efficientnet" and meta["raw_dim"] == 4880 and meta["image_size"] == 96
     data = D.load_coco_data(tmp_path)
     scenes = json.loads((tmp_path / "synthetic_scenes.json").read_text())["val"]
     again = S.image_features(tmp_path, [S.render_scene([S.Obj(**o) for o in sc]) for sc in scenes])
