@@ -219,7 +219,7 @@ def overfit(data_dir, cells=("rnn", "lstm"), n=50, seed=231):
     return results
 
 
-def target(data_dir, cells=("lstm", "rnn"), seconds=300.0, hidden=512, wordvec=256, lr=5e-3, lr_decay=0.95,
+def target(data_dir, cells=("lstm", "rnn"), seconds=300.0, hidden=512, wordvec=256, lr=2e-3, lr_decay=0.95,
            batch_size=100, seed=0):
     """Train each cell for at most ``seconds`` (BLEU evaluation included) on the embedded
     dataset and report the val split's corpus BLEU (greedy decoding) after each epoch."""
@@ -277,7 +277,9 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=300.0)
     p.add_argument("--hidden", type=int, default=512, help="--target: hidden size (default 512)")
     p.add_argument("--wordvec", type=int, default=256, help="--target: word vector size (default 256)")
-    p.add_argument("--lr", type=float, default=5e-3, help="--target: Adam learning rate (default 5e-3)")
+    p.add_argument("--lr", type=float, default=2e-3,
+                   help="--target: Adam learning rate (default 2e-3; at the assignment's 5e-3 the vanilla RNN diverges "
+                        "on this many iterations)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--json", default="bench_results/bench_captioning.json")
     args = p.parse_args(argv)

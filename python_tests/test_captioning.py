@@ -605,6 +605,19 @@ def test_solver_trains_and_reports_bleu(tiny_data, tmp_path):
         _solver(tiny_data, tmp_path, update_rule="rmsprop")
 
 
+def test_solver_grad_clip(tiny_data, tmp_path):
+    """With SGD (lr 1) one clipped step moves the parameters by exactly the clipped
+    gradient: global norm <= grad_clip; a bad value is refused by name."""
+    s = _solver(tiny_data, tmp_path, update_rule="sgd", optim_config={"learning_rate": 1.0}, eval_bleu=False,
+                grad_clip=0.01)
+    before = [p.detach().clone() for p in s.model.parameters()]
+    s.train(max_iterations=1)
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(s.model.parameters(), before)))
+    assert moved.item() == pytest.approx(0.01, rel=1e-4)  # the raw gradient is far larger than 0.01
+    with pytest.raises(ValueError, match="grad_clip must be a positive number"):
+        _solver(tiny_data, tmp_path, grad_clip=0)
+
+
 def test_solver_exact_resume(tiny_data, tmp_path):
     full = _solver(tiny_data, tmp_path).train()
     ck = tmp_path / "ck"

@@ -1,6 +1,6 @@
 """``a3ext caption ...``: make the embedded dataset, train, sample, evaluate.
 
-    a3ext caption make-dataset --out DIR [--num-train 3000 --num-val 300 --features auto|efficientnet|pixels]
+    a3ext caption make-dataset --out DIR [--num-train 10000 --num-val 300 --features auto|efficientnet|pixels]
     a3ext caption train --data DIR [--make-embedded] [--cell lstm] [solver options] --checkpoint-dir CK
     a3ext caption sample --checkpoint CK/checkpoint.pt --data DIR [--split val --num 5]
     a3ext caption sample --checkpoint CK/checkpoint.pt --data DIR --image scene.png [--out captioned.png]
@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .._util import positive_float
 
 __all__ = ["register_cli"]
 
@@ -87,7 +89,8 @@ def _train_body(args) -> int:
         lr_decay=args.lr_decay, batch_size=args.batch_size, num_epochs=args.num_epochs,
         print_every=args.print_every, verbose=not args.quiet, progress=not args.no_progress and not args.quiet,
         seed=args.seed, eval_bleu=not args.no_bleu, num_val_images=args.num_val_images,
-        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, resume_from=args.resume)
+        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, resume_from=args.resume,
+        grad_clip=args.grad_clip)
     solver.train(max_seconds=args.max_seconds)
     summary = {"iterations": solver.t, "epochs": solver.epoch, "final_loss": solver.loss_history[-1] if solver.loss_history else None,
                "train_seconds": round(solver.train_seconds, 2),
@@ -186,7 +189,7 @@ def register_cli(subparsers) -> None:
 
     m = sub.add_parser("make-dataset", help="generate the embedded (synthetic scenes) dataset in the COCO layout")
     m.add_argument("--out", required=True, help="output directory")
-    m.add_argument("--num-train", type=int, default=3000, help="training images (3 captions each; default 3000)")
+    m.add_argument("--num-train", type=int, default=10000, help="training images (3 captions each; default 10000)")
     m.add_argument("--num-val", type=int, default=300, help="validation images (default 300)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--features", choices=("auto", "efficientnet", "pixels"), default="auto",
@@ -213,6 +216,8 @@ def register_cli(subparsers) -> None:
     t.add_argument("--update-rule", choices=("adam", "sgd"), default="adam")
     t.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 5e-3)")
     t.add_argument("--lr-decay", type=float, default=0.995, help="per-epoch learning-rate factor")
+    t.add_argument("--grad-clip", type=positive_float, default=None,
+                   help="clip gradients to this global L2 norm (default: none, as the assignment)")
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--num-epochs", type=int, default=10)
     t.add_argument("--max-train", type=int, default=None, help="subsample this many training captions")

@@ -92,6 +92,9 @@ class CaptioningSolver:
       assignment's) or ``'sgd'``; ``optim_config``: ``{'learning_rate': ...}`` (plus
       ``beta1``/``beta2``/``epsilon`` for adam, ``momentum`` for sgd);
     * ``lr_decay`` (per epoch), ``batch_size``, ``num_epochs``, ``print_every``, ``verbose``;
+    * ``grad_clip``: rescale the gradients to at most this global L2 norm before each
+      update (``torch.nn.utils.clip_grad_norm_``; default None = no clipping, as the
+      assignment);
     * ``seed``: minibatch order (and torch RNG); ``progress``: tqdm bar (default: verbose);
     * ``eval_bleu``: greedy-decode ``num_val_images`` val images after each epoch and
       append corpus BLEU-1..4 to ``val_bleu_history``; ``max_length`` of the samples;
@@ -116,6 +119,11 @@ class CaptioningSolver:
         self.print_every = int(kwargs.pop("print_every", 10))
         self.verbose = bool(kwargs.pop("verbose", True))
         self.seed = int(kwargs.pop("seed", 0))
+        self.grad_clip = kwargs.pop("grad_clip", None)
+        if self.grad_clip is not None:
+            self.grad_clip = float(self.grad_clip)
+            if not self.grad_clip > 0:
+                raise ValueError(f"CaptioningSolver: grad_clip must be a positive number or None, but got {self.grad_clip}")
         self.progress = kwargs.pop("progress", None)
         self.eval_bleu = bool(kwargs.pop("eval_bleu", True))
         self.num_val_images = kwargs.pop("num_val_images", 500)
@@ -234,6 +242,11 @@ class CaptioningSolver:
         torch.set_rng_state(ckpt["torch_rng"])
 
     # ------------------------------------------------------------------ training
+    def _update(self) -> None:
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+
     def _step(self) -> float:
         n = self._train_caps.shape[0]
         mask = torch.from_numpy(self.rng.choice(n, self.batch_size))
@@ -243,7 +256,7 @@ class CaptioningSolver:
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.model.loss(features, captions)
             loss.backward()
-            self.optimizer.step()
+            self._update()
             return float(loss.detach())
         # every rank drew the same global batch; keep this rank's contiguous slice
         mask = torch.tensor_split(mask, self.world_size)[self.rank]
@@ -254,7 +267,7 @@ class CaptioningSolver:
         share = mask.shape[0] / self.batch_size
         # DDP averages gradients over ranks: scale so the average is d(global loss)
         (local * (share * self.world_size)).backward()
-        self.optimizer.step()
+        self._update()
         total = (local.detach() * share).reshape(1).clone()
         torch.distributed.all_reduce(total)
         return float(total[0])

@@ -254,7 +254,7 @@ def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, comps * signs
 
 
-def make_dataset(out_dir, num_train: int = 3000, num_val: int = 300, seed: int = 0,
+def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int = 0,
                  features: str = "auto", image_size: int = 96, pca_dim: int = 512,
                  save_images: bool = True, val_heldout_fraction: float = 0.5, verbose: bool = False) -> dict:
     """Generate the embedded dataset into ``out_dir`` in the COCO layout
@@ -352,5 +352,12 @@ def image_features(base_dir, images) -> np.ndarray:
     base = Path(base_dir)
     meta = json.loads((base / META_FILE).read_text())
     pca = np.load(base / PCA_FILE)
-    feats = ImageFeaturizer(meta["features"], image_size=meta["image_size"])(list(images))
+    featurizer = ImageFeaturizer(meta["features"], image_size=meta["image_size"])
+    saved = [tuple(b) for b in meta.get("raw_blocks", [])]
+    if saved != [tuple(b) for b in featurizer.blocks]:
+        raise ValueError(
+            f"image_features: the dataset in {str(base)!r} was generated with raw feature blocks {saved}, but this "
+            f"version of a3ext computes {featurizer.blocks}; regenerate it with `a3ext caption make-dataset --out "
+            f"{base}` (and retrain) to caption new images")
+    feats = featurizer(list(images))
     return ((feats - pca["mean"]) @ pca["components"]).astype(np.float32)
