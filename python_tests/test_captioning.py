@@ -535,6 +535,13 @@ def test_make_dataset_pixels_deterministic_and_loadable(tmp_path):
     assert text.startswith("<START> ") and text.endswith(" <END>")
     feats = S.image_features(tmp_path / "a", [S.render_scene(S.sample_scene(np.random.RandomState(0)))])
     assert feats.shape == (1, 32)
+    # a dataset written with another raw feature layout is refused with the fix
+    meta_file = tmp_path / "a" / S.META_FILE
+    meta = json.loads(meta_file.read_text())
+    meta["raw_blocks"] = [["global1280", 1280], ["grid3x3_320", 2880]]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="regenerate it with `a3ext caption make-dataset"):
+        S.image_features(tmp_path / "a", [S.render_scene(S.sample_scene(np.random.RandomState(0)))])
 
 
 def test_fit_pca_matches_svd_both_branches():
