@@ -59,19 +59,19 @@ def _check_shape(op: str, t: Tensor, name: str, expected: tuple, expected_str: s
         )
 
 
+def _check_ndim(op: str, t: Tensor, name: str, shape_str: str, ndim: int) -> None:
+    if t.dim() != ndim:
+        raise ValueError(
+            f"{op}: expected {name} of shape {shape_str}, but got a {t.dim()}-D tensor of shape "
+            f"{list(t.shape)}"
+        )
+
+
 def _check_forward(op, x, h0, Wx, Wh, b, gate_mult):
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{op}: x must be torch.float32 or torch.float64, but got {x.dtype}")
-    if x.dim() != 3:
-        raise ValueError(
-            f"{op}: expected x of shape (N, T, D), but got a {x.dim()}-D tensor of shape "
-            f"{list(x.shape)}"
-        )
-    if h0.dim() != 2:
-        raise ValueError(
-            f"{op}: expected h0 of shape (N, H), but got a {h0.dim()}-D tensor of shape "
-            f"{list(h0.shape)}"
-        )
+    _check_ndim(op, x, "x", "(N, T, D)", 3)
+    _check_ndim(op, h0, "h0", "(N, H)", 2)
     for t, name in ((h0, "h0"), (Wx, "Wx"), (Wh, "Wh"), (b, "b")):
         if t is not None:
             _check_same(op, x, "x", t, name)
@@ -81,13 +81,17 @@ def _check_forward(op, x, h0, Wx, Wh, b, gate_mult):
         raise ValueError(
             f"{op}: expected h0 of shape (N, H) with N = {N} (from x), but got {list(h0.shape)}"
         )
+    _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult)
+    return N, T, D, H
+
+
+def _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult):
     G = gate_mult * H
     four = "4H" if gate_mult == 4 else "H"
     _check_shape(op, Wx, "Wx", (D, G), f"(D, {four})")
     _check_shape(op, Wh, "Wh", (H, G), f"(H, {four})")
     if b is not None:
         _check_shape(op, b, "b", (G,), f"({four},)")
-    return N, T, D, H
 
 
 def _check_sequence(op, t, name, x, N, T, width, shape_str):
@@ -157,21 +161,11 @@ def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
 def _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, gate_mult):
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{op}: x must be torch.float32 or torch.float64, but got {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(
-            f"{op}: expected packed x of shape (P, D), but got a {x.dim()}-D tensor of shape {list(x.shape)}"
-        )
-    if h0.dim() != 2:
-        raise ValueError(
-            f"{op}: expected h0 of shape (B, H), but got a {h0.dim()}-D tensor of shape {list(h0.shape)}"
-        )
+    _check_ndim(op, x, "packed x", "(P, D)", 2)
+    _check_ndim(op, h0, "h0", "(B, H)", 2)
     if batch_sizes.dtype != torch.int64:
         raise TypeError(f"{op}: batch_sizes must be a torch.int64 tensor, but got {batch_sizes.dtype}")
-    if batch_sizes.dim() != 1:
-        raise ValueError(
-            f"{op}: expected batch_sizes of shape (T,), but got a {batch_sizes.dim()}-D tensor of shape "
-            f"{list(batch_sizes.shape)}"
-        )
+    _check_ndim(op, batch_sizes, "batch_sizes", "(T,)", 1)
     if batch_sizes.device.type != "cpu":
         raise ValueError(
             f"{op}: batch_sizes must be on the CPU (as PackedSequence.batch_sizes), but it is on "
@@ -182,12 +176,7 @@ def _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, gate_mult):
             _check_same(op, x, "x", t, name)
     P, D = x.shape
     B, H = h0.shape
-    G = gate_mult * H
-    four = "4H" if gate_mult == 4 else "H"
-    _check_shape(op, Wx, "Wx", (D, G), f"(D, {four})")
-    _check_shape(op, Wh, "Wh", (H, G), f"(H, {four})")
-    if b is not None:
-        _check_shape(op, b, "b", (G,), f"({four},)")
+    _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult)
     return P, B, D, H
 
 
@@ -239,11 +228,7 @@ def _lstm_packed_backward_fake(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gat
 def _check_features(op, features):
     if features.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{op}: features must be torch.float32 or torch.float64, but got {features.dtype}")
-    if features.dim() != 4:
-        raise ValueError(
-            f"{op}: expected features of shape (N, C, H, W), but got a {features.dim()}-D tensor "
-            f"of shape {list(features.shape)}"
-        )
+    _check_ndim(op, features, "features", "(N, C, H, W)", 4)
 
 
 @torch.library.register_fake("a3ext::gram_forward")
@@ -365,15 +350,8 @@ def rnn(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
 
 
 def _check_step(op: str, x: Tensor, prev_h: Tensor) -> None:
-    if x.dim() != 2:
-        raise ValueError(
-            f"{op}: expected x of shape (N, D), but got a {x.dim()}-D tensor of shape {list(x.shape)}"
-        )
-    if prev_h.dim() != 2:
-        raise ValueError(
-            f"{op}: expected prev_h of shape (N, H), but got a {prev_h.dim()}-D tensor of shape "
-            f"{list(prev_h.shape)}"
-        )
+    _check_ndim(op, x, "x", "(N, D)", 2)
+    _check_ndim(op, prev_h, "prev_h", "(N, H)", 2)
 
 
 def rnn_step(x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:

@@ -17,6 +17,22 @@ struct Dims {
   int64_t N, T, D, H;
 };
 
+// Wx (D, G), Wh (H, G), b (G) (b may be null) with G = gate_mult * H, same dtype and
+// device as x.
+inline void check_weights(const char* op, const Tensor& x, const Tensor& Wx, const Tensor& Wh,
+                          const Tensor* b, int64_t D, int64_t H, int64_t gate_mult) {
+  check_same(op, x, "x", Wx, "Wx");
+  check_same(op, x, "x", Wh, "Wh");
+  if (b != nullptr) check_same(op, x, "x", *b, "b");
+  const int64_t G = gate_mult * H;
+  const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
+  const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
+  const char* gb = gate_mult == 4 ? "(4H,)" : "(H,)";
+  check_shape(op, Wx, "Wx", {D, G}, gx);
+  check_shape(op, Wh, "Wh", {H, G}, gh);
+  if (b != nullptr) check_shape(op, *b, "b", {G}, gb);
+}
+
 // gate_mult = 1 for the RNN, 4 for the LSTM.
 // b may be null (the backward ops do not take the bias).
 inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& h0, const Tensor& Wx,
@@ -27,19 +43,10 @@ inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& 
   TORCH_CHECK_VALUE(h0.dim() == 2, op, ": expected h0 of shape (N, H), but got a ", h0.dim(),
                     "-D tensor of shape ", h0.sizes());
   check_same(op, x, "x", h0, "h0");
-  check_same(op, x, "x", Wx, "Wx");
-  check_same(op, x, "x", Wh, "Wh");
-  if (b != nullptr) check_same(op, x, "x", *b, "b");
   const Dims d{x.size(0), x.size(1), x.size(2), h0.size(1)};
   TORCH_CHECK_VALUE(h0.size(0) == d.N, op, ": expected h0 of shape (N, H) with N = ", d.N,
                     " (from x), but got ", h0.sizes());
-  const int64_t G = gate_mult * d.H;
-  const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
-  const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
-  const char* gb = gate_mult == 4 ? "(4H,)" : "(H,)";
-  check_shape(op, Wx, "Wx", {d.D, G}, gx);
-  check_shape(op, Wh, "Wh", {d.H, G}, gh);
-  if (b != nullptr) check_shape(op, *b, "b", {G}, gb);
+  check_weights(op, x, Wx, Wh, b, d.D, d.H, gate_mult);
   return d;
 }
 
@@ -127,9 +134,6 @@ inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Ten
                     ": batch_sizes must be on the CPU (as PackedSequence.batch_sizes), but it is on ",
                     batch_sizes.device());
   check_same(op, x, "x", h0, "h0");
-  check_same(op, x, "x", Wx, "Wx");
-  check_same(op, x, "x", Wh, "Wh");
-  if (b != nullptr) check_same(op, x, "x", *b, "b");
   PackedDims d{x.size(0), batch_sizes.size(0), h0.size(0), x.size(1), h0.size(1), {}, {}};
   const Tensor bsc = batch_sizes.contiguous();
   const int64_t* bp = bsc.const_data_ptr<int64_t>();
@@ -148,13 +152,7 @@ inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Ten
   d.off[d.T] = sum;
   TORCH_CHECK_VALUE(sum == d.P, op, ": expected packed x with P = sum(batch_sizes) = ", sum,
                     " rows, but got ", x.sizes());
-  const int64_t G = gate_mult * d.H;
-  const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
-  const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
-  const char* gb = gate_mult == 4 ? "(4H,)" : "(H,)";
-  check_shape(op, Wx, "Wx", {d.D, G}, gx);
-  check_shape(op, Wh, "Wh", {d.H, G}, gh);
-  if (b != nullptr) check_shape(op, *b, "b", {G}, gb);
+  check_weights(op, x, Wx, Wh, b, d.D, d.H, gate_mult);
   return d;
 }
 
