@@ -162,14 +162,4 @@ inline void check_packed(const char* op, const Tensor& t, const char* name, cons
   check_shape(op, t, name, {rows, width}, shape_str);
 }
 
-// Packed [h_{t-1}] rows (P, H): the hidden state each packed row's step started from.
-inline Tensor packed_previous_states(const Tensor& h0, const Tensor& h, const PackedDims& d) {
-  Tensor prev = at::empty({d.P, d.H}, h.options());
-  for (int64_t t = 0; t < d.T && d.bs[t] > 0; ++t) {
-    const Tensor src = t == 0 ? h0.narrow(0, 0, d.bs[0]) : h.narrow(0, d.off[t - 1], d.bs[t]);
-    prev.narrow(0, d.off[t], d.bs[t]).copy_(src);
-  }
-  return prev;
-}
-
 }  // namespace a3ext

@@ -294,282 +294,232 @@ Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, bool onednn) {
   return at::mm(a2d.t(), dpre2d);
 }
 
-// ---------------------------------------------------------------------------
-// Vanilla RNN
-Tensor rnn_forward_cpu(const Tensor& x_, const Tensor& h0_, const Tensor& Wx_, const Tensor& Wh_,
-                       const Tensor& b_) {
-  const char* op = "a3ext.rnn";
-  const Dims d = check_forward_inputs(op, x_, h0_, Wx_, Wh_, &b_, 1);
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), Wx = Wx_.contiguous(),
-               Wh = Wh_.contiguous(), b = b_.contiguous();
-  const bool onednn = use_onednn(x, d.N, d.H, 1);
-  Tensor h = input_projection(x, Wx, b, onednn).view({d.N, d.T, d.H});  // then tanh in place
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    T* hp = mptr<T>(h);
-    const int64_t TT = d.T, H = d.H;
-    forward_time_loop<T>(onednn, h0, Wh, hp, hp, SeqLayout::padded(d.N, TT),
-                         [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-                           k.rnn_forward(rows, H, hp + n0 * TT * H + t * H, TT * H, add, add_ld);
-                         });
-  });
-  return h;
+// [h_{t-1}] for every row (width H): the hidden state each row's step started
+// from, in the rows' own layout (h0 for step 0).
+Tensor previous_states(const Tensor& h0, const Tensor& h, const SeqLayout& l) {
+  const int64_t H = h.size(1);
+  Tensor prev = at::empty_like(h);
+  auto rows_of = [&](const Tensor& buf, int64_t t, int64_t n) {
+    return buf.as_strided({n, H}, {l.stride * H, 1}, buf.storage_offset() + l.row(t, 0) * H);
+  };
+  for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+    const int64_t n = l.count[t];
+    rows_of(prev, t, n).copy_(t == 0 ? h0.narrow(0, 0, n) : rows_of(h, t - 1, n));
+  }
+  return prev;
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(
-    const Tensor& dh_, const Tensor& x_, const Tensor& h0_, const Tensor& Wx_, const Tensor& Wh_,
-    const Tensor& h_) {
-  const Dims d = check_rnn_backward_inputs(dh_, x_, h0_, Wx_, Wh_, h_);
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), Wx = Wx_.contiguous(),
-               Wh = Wh_.contiguous(), h = h_.contiguous(), dh = dh_.contiguous();
-  const bool onednn = use_onednn(x, d.N, d.H, 1);
-  Tensor da = at::empty({d.N, d.T, d.H}, x.options());
-  Tensor dh0 = at::zeros({d.N, d.H}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_backward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    const T* hp = ptr<T>(h);
-    const T* dhp = ptr<T>(dh);
-    T* dap = mptr<T>(da);
-    const int64_t TT = d.T, H = d.H;
-    backward_time_loop<T>(onednn, Wh, da, dh0, SeqLayout::padded(d.N, TT),
-                          [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
-                            const int64_t off = n0 * TT * H + t * H;
-                            k.rnn_backward(rows, H, hp + off, TT * H, dhp + off, TT * H, dh_rec,
-                                           dap + off, TT * H);
-                          });
-  });
-  const Tensor da2 = da.view({d.N * d.T, d.H});
-  Tensor dx = input_gradient(da2, Wx, d.N, d.T, onednn);
-  Tensor dWx = weight_gradient(x.view({d.N * d.T, d.D}), da2, onednn);
-  Tensor dWh = weight_gradient(previous_states(h0, h), da2, onednn);
-  Tensor db = da2.sum(0);
-  return {dx, dh0, dWx, dWh, db};
+// dx, dWx, dWh, db from the pre-activation gradients dpre (rows, G): whole-sequence
+// GEMMs / reductions after the time loop.
+std::tuple<Tensor, Tensor, Tensor, Tensor> weight_gradients(const Tensor& dpre, const Tensor& x2d,
+                                                            const Tensor& h0, const Tensor& h2d,
+                                                            const Tensor& Wx, const SeqLayout& l, bool onednn) {
+  const int64_t rows = x2d.size(0);
+  Tensor dx = input_gradient(dpre, Wx, rows, 1, onednn).view({rows, x2d.size(1)});
+  Tensor dWx = weight_gradient(x2d, dpre, onednn);
+  Tensor dWh = weight_gradient(previous_states(h0, h2d, l), dpre, onednn);
+  return {dx, dWx, dWh, dpre.sum(0)};
 }
 
 // ---------------------------------------------------------------------------
-// LSTM
-std::tuple<Tensor, Tensor, Tensor> lstm_forward_cpu(const Tensor& x_, const Tensor& h0_,
-                                                    const Tensor& c0_, const Tensor& Wx_,
-                                                    const Tensor& Wh_, const Tensor& b_) {
-  const Dims d = check_lstm_forward_inputs(x_, h0_, c0_, Wx_, Wh_, b_);
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
-               Wx = Wx_.contiguous(), Wh = Wh_.contiguous(), b = b_.contiguous();
-  const bool onednn = use_onednn(x, d.N, d.H, 4);
-  // gates start as x @ Wx + b and end as the activated gates saved for backward
-  Tensor gates = input_projection(x, Wx, b, onednn).view({d.N, d.T, 4 * d.H});
-  Tensor h = at::empty({d.N, d.T, d.H}, x.options());
-  Tensor c = at::empty({d.N, d.T, d.H}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    T* gp = mptr<T>(gates);
-    T* hp = mptr<T>(h);
-    T* cp = mptr<T>(c);
-    const T* c0p = ptr<T>(c0);
-    const int64_t TT = d.T, H = d.H, G = 4 * d.H;
-    forward_time_loop<T>(
-        onednn, h0, Wh, gp, hp, SeqLayout::padded(d.N, TT),
-        [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-          const T* cprev = t == 0 ? c0p + n0 * H : cp + n0 * TT * H + (t - 1) * H;
-          const int64_t off = n0 * TT * H + t * H;
-          k.lstm_forward(rows, H, gp + n0 * TT * G + t * G, TT * G, add, add_ld, cprev,
-                         t == 0 ? H : TT * H, cp + off, TT * H, hp + off, TT * H);
-        });
-  });
-  return {h, c, gates};
+// The kernels proper, on row buffers (rows, width) in either layout: x2d (rows, D),
+// h0 / c0 (B, H). The padded ops view (N, T, .) as (N*T, .); the packed ops pass
+// their buffers as they are.
+struct Rnn {
+  static Tensor forward(const Tensor& x2d, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
+                        const Tensor& b, const SeqLayout& l) {
+    const int64_t H = h0.size(1);
+    const bool onednn = use_onednn(x2d, h0.size(0), H, 1);
+    Tensor h = input_projection(x2d.unsqueeze(1), Wx, b, onednn).view({x2d.size(0), H});  // then tanh in place
+    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "rnn_forward", [&] {
+      using T = scalar_t;
+      const auto& k = rnn_pointwise_kernels<T>();
+      T* hp = mptr<T>(h);
+      forward_time_loop<T>(onednn, h0, Wh, hp, hp, l,
+                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
+                             k.rnn_forward(rows, H, hp + l.row(t, n0) * H, l.stride * H, add, add_ld);
+                           });
+    });
+    return h;
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> backward(
+      const Tensor& dh, const Tensor& x2d, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
+      const Tensor& h, const SeqLayout& l) {
+    const int64_t H = h0.size(1);
+    const bool onednn = use_onednn(x2d, h0.size(0), H, 1);
+    Tensor da = at::empty_like(h);
+    Tensor dh0 = at::zeros_like(h0);
+    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "rnn_backward", [&] {
+      using T = scalar_t;
+      const auto& k = rnn_pointwise_kernels<T>();
+      const T* hp = ptr<T>(h);
+      const T* dhp = ptr<T>(dh);
+      T* dap = mptr<T>(da);
+      const int64_t ld = l.stride * H;
+      backward_time_loop<T>(onednn, Wh, da, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
+        const int64_t off = l.row(t, n0) * H;
+        k.rnn_backward(rows, H, hp + off, ld, dhp + off, ld, dh_rec, dap + off, ld);
+      });
+    });
+    auto [dx, dWx, dWh, db] = weight_gradients(da, x2d, h0, h, Wx, l, onednn);
+    return {dx, dh0, dWx, dWh, db};
+  }
+};
+
+struct Lstm {
+  static std::tuple<Tensor, Tensor, Tensor> forward(const Tensor& x2d, const Tensor& h0, const Tensor& c0,
+                                                    const Tensor& Wx, const Tensor& Wh, const Tensor& b,
+                                                    const SeqLayout& l) {
+    const int64_t H = h0.size(1), G = 4 * H, rows_all = x2d.size(0);
+    const bool onednn = use_onednn(x2d, h0.size(0), H, 4);
+    // gates start as x @ Wx + b and end as the activated gates saved for backward
+    Tensor gates = input_projection(x2d.unsqueeze(1), Wx, b, onednn).view({rows_all, G});
+    Tensor h = at::empty({rows_all, H}, x2d.options());
+    Tensor c = at::empty({rows_all, H}, x2d.options());
+    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "lstm_forward", [&] {
+      using T = scalar_t;
+      const auto& k = rnn_pointwise_kernels<T>();
+      T* gp = mptr<T>(gates);
+      T* hp = mptr<T>(h);
+      T* cp = mptr<T>(c);
+      const T* c0p = ptr<T>(c0);
+      const int64_t ld = l.stride * H;
+      forward_time_loop<T>(onednn, h0, Wh, gp, hp, l,
+                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
+                             const T* cprev = t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H;
+                             const int64_t row = l.row(t, n0);
+                             k.lstm_forward(rows, H, gp + row * G, l.stride * G, add, add_ld, cprev,
+                                            t == 0 ? H : ld, cp + row * H, ld, hp + row * H, ld);
+                           });
+    });
+    return {h, c, gates};
+  }
+
+  // dh / dc: upstream gradients of every h / c (undefined = zero).
+  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
+      const Tensor& dh, const Tensor& dc, const Tensor& x2d, const Tensor& h0, const Tensor& c0,
+      const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates,
+      const SeqLayout& l) {
+    const int64_t H = h0.size(1), G = 4 * H;
+    const bool onednn = use_onednn(x2d, h0.size(0), H, 4);
+    Tensor dgates = at::empty_like(gates);
+    Tensor dh0 = at::zeros_like(h0);
+    Tensor dc0 = at::zeros_like(h0);  // carries dc_t * f_t back through time
+    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "lstm_backward", [&] {
+      using T = scalar_t;
+      const auto& k = rnn_pointwise_kernels<T>();
+      const T* gp = ptr<T>(gates);
+      const T* cp = ptr<T>(c);
+      const T* c0p = ptr<T>(c0);
+      const T* dhp = dh.defined() ? ptr<T>(dh) : nullptr;
+      const T* dcp = dc.defined() ? ptr<T>(dc) : nullptr;
+      T* dgp = mptr<T>(dgates);
+      T* dcc = mptr<T>(dc0);
+      const int64_t ld = l.stride * H;
+      backward_time_loop<T>(onednn, Wh, dgates, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
+        const int64_t row = l.row(t, n0);
+        const T* cprev = t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H;
+        k.lstm_backward(rows, H, gp + row * G, l.stride * G, cp + row * H, ld, cprev, t == 0 ? H : ld,
+                        dhp == nullptr ? nullptr : dhp + row * H, ld, dh_rec,
+                        dcp == nullptr ? nullptr : dcp + row * H, ld, dcc + n0 * H, dgp + row * G, l.stride * G);
+      });
+    });
+    auto [dx, dWx, dWh, db] = weight_gradients(dgates, x2d, h0, h, Wx, l, onednn);
+    return {dx, dh0, dc0, dWx, dWh, db};
+  }
+};
+
+// ---------------------------------------------------------------------------
+// The registered ops: checks, contiguity, layout.
+// (N, T, W) -> (N*T, W)
+Tensor flat(const Tensor& t) { return t.contiguous().view({t.size(0) * t.size(1), t.size(2)}); }
+
+Tensor rnn_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
+  const Dims d = check_forward_inputs("a3ext.rnn", x, h0, Wx, Wh, &b, 1);
+  return Rnn::forward(flat(x), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
+                      SeqLayout::padded(d.N, d.T))
+      .view({d.N, d.T, d.H});
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(const Tensor& dh, const Tensor& x,
+                                                                    const Tensor& h0, const Tensor& Wx,
+                                                                    const Tensor& Wh, const Tensor& h) {
+  const Dims d = check_rnn_backward_inputs(dh, x, h0, Wx, Wh, h);
+  auto [dx, dh0, dWx, dWh, db] = Rnn::backward(flat(dh), flat(x), h0.contiguous(), Wx.contiguous(),
+                                               Wh.contiguous(), flat(h), SeqLayout::padded(d.N, d.T));
+  return {dx.view({d.N, d.T, d.D}), dh0, dWx, dWh, db};
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                                    const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
+  const Dims d = check_lstm_forward_inputs(x, h0, c0, Wx, Wh, b);
+  auto [h, c, gates] = Lstm::forward(flat(x), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+                                     b.contiguous(), SeqLayout::padded(d.N, d.T));
+  return {h.view({d.N, d.T, d.H}), c.view({d.N, d.T, d.H}), gates.view({d.N, d.T, 4 * d.H})};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
-    const std::optional<Tensor>& dh_, const std::optional<Tensor>& dc_, const Tensor& x_,
-    const Tensor& h0_, const Tensor& c0_, const Tensor& Wx_, const Tensor& Wh_, const Tensor& h_,
-    const Tensor& c_, const Tensor& gates_) {
-  const Tensor dh_in = defined_or_empty(dh_), dc_in = defined_or_empty(dc_);
-  const Dims d = check_lstm_backward_inputs(dh_in, dc_in, x_, h0_, c0_, Wx_, Wh_, h_, c_, gates_);
-  const bool has_dh = dh_in.defined(), has_dc = dc_in.defined();
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
-               Wx = Wx_.contiguous(), Wh = Wh_.contiguous(), h = h_.contiguous(),
-               c = c_.contiguous(), gates = gates_.contiguous();
-  const Tensor dh = has_dh ? dh_in.contiguous() : Tensor();
-  const Tensor dc = has_dc ? dc_in.contiguous() : Tensor();
-  const bool onednn = use_onednn(x, d.N, d.H, 4);
-  const int64_t G = 4 * d.H;
-  Tensor dgates = at::empty({d.N, d.T, G}, x.options());
-  Tensor dh0 = at::zeros({d.N, d.H}, x.options());
-  Tensor dc0 = at::zeros({d.N, d.H}, x.options());  // carries dc_t * f_t back through time
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    const T* gp = ptr<T>(gates);
-    const T* cp = ptr<T>(c);
-    const T* c0p = ptr<T>(c0);
-    const T* dhp = has_dh ? ptr<T>(dh) : nullptr;
-    const T* dcp = has_dc ? ptr<T>(dc) : nullptr;
-    T* dgp = mptr<T>(dgates);
-    T* dcc = mptr<T>(dc0);
-    const int64_t TT = d.T, H = d.H;
-    backward_time_loop<T>(
-        onednn, Wh, dgates, dh0, SeqLayout::padded(d.N, TT), [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
-          const int64_t off = n0 * TT * H + t * H;
-          const T* cprev = t == 0 ? c0p + n0 * H : cp + off - H;
-          k.lstm_backward(rows, H, gp + n0 * TT * G + t * G, TT * G, cp + off, TT * H, cprev,
-                          t == 0 ? H : TT * H, dhp == nullptr ? nullptr : dhp + off, TT * H,
-                          dh_rec, dcp == nullptr ? nullptr : dcp + off, TT * H, dcc + n0 * H,
-                          dgp + n0 * TT * G + t * G, TT * G);
-        });
-  });
-  const Tensor dg2 = dgates.view({d.N * d.T, G});
-  Tensor dx = input_gradient(dg2, Wx, d.N, d.T, onednn);
-  Tensor dWx = weight_gradient(x.view({d.N * d.T, d.D}), dg2, onednn);
-  Tensor dWh = weight_gradient(previous_states(h0, h), dg2, onednn);
-  Tensor db = dg2.sum(0);
-  return {dx, dh0, dc0, dWx, dWh, db};
+    const std::optional<Tensor>& dh_, const std::optional<Tensor>& dc_, const Tensor& x, const Tensor& h0,
+    const Tensor& c0, const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates) {
+  const Tensor dh = defined_or_empty(dh_), dc = defined_or_empty(dc_);
+  const Dims d = check_lstm_backward_inputs(dh, dc, x, h0, c0, Wx, Wh, h, c, gates);
+  auto [dx, dh0, dc0, dWx, dWh, db] =
+      Lstm::backward(dh.defined() ? flat(dh) : Tensor(), dc.defined() ? flat(dc) : Tensor(), flat(x),
+                     h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(), flat(h), flat(c),
+                     flat(gates), SeqLayout::padded(d.N, d.T));
+  return {dx.view({d.N, d.T, d.D}), dh0, dc0, dWx, dWh, db};
 }
 
-// ---------------------------------------------------------------------------
 // Packed sequences (the layout of torch.nn.utils.rnn.PackedSequence, see
 // rnn_common.h): no work at all for padding. Step t touches only its
 // batch_sizes[t] rows, the first sequences of the sorted batch, so every
 // per-step GEMM and pointwise pass runs on a prefix of the rows, and the input
 // projection and the whole-sequence gradient GEMMs run on the P real rows.
-
-// dx, dWx, dWh, db of a packed sequence from the pre-activation gradients dpre (P, G).
-std::tuple<Tensor, Tensor, Tensor, Tensor> packed_weight_gradients(const Tensor& dpre, const Tensor& x,
-                                                                   const Tensor& h0, const Tensor& h,
-                                                                   const Tensor& Wx, const PackedDims& d,
-                                                                   bool onednn) {
-  Tensor dx = input_gradient(dpre, Wx, d.P, 1, onednn).view({d.P, d.D});
-  Tensor dWx = weight_gradient(x, dpre, onednn);
-  Tensor dWh = weight_gradient(packed_previous_states(h0, h, d), dpre, onednn);
-  return {dx, dWx, dWh, dpre.sum(0)};
-}
-
-Tensor rnn_packed_forward_cpu(const Tensor& x_, const Tensor& batch_sizes, const Tensor& h0_,
-                              const Tensor& Wx_, const Tensor& Wh_, const Tensor& b_) {
-  const PackedDims d = check_packed_inputs("a3ext.rnn_packed", x_, batch_sizes, h0_, Wx_, Wh_, &b_, 1);
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), Wx = Wx_.contiguous(),
-               Wh = Wh_.contiguous(), b = b_.contiguous();
-  const bool onednn = use_onednn(x, d.B, d.H, 1);
-  Tensor h = input_projection(x.view({d.P, 1, d.D}), Wx, b, onednn).view({d.P, d.H});
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_packed_forward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    T* hp = mptr<T>(h);
-    const int64_t H = d.H;
-    forward_time_loop<T>(onednn, h0, Wh, hp, hp, SeqLayout::packed(d),
-                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-                             k.rnn_forward(rows, H, hp + (d.off[t] + n0) * H, H, add, add_ld);
-                           });
-  });
-  return h;
+Tensor rnn_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes, const Tensor& h0, const Tensor& Wx,
+                              const Tensor& Wh, const Tensor& b) {
+  const PackedDims d = check_packed_inputs("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, &b, 1);
+  return Rnn::forward(x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
+                      SeqLayout::packed(d));
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
-    const Tensor& dh_, const Tensor& x_, const Tensor& batch_sizes, const Tensor& h0_,
-    const Tensor& Wx_, const Tensor& Wh_, const Tensor& h_) {
+    const Tensor& dh, const Tensor& x, const Tensor& batch_sizes, const Tensor& h0, const Tensor& Wx,
+    const Tensor& Wh, const Tensor& h) {
   const char* op = "a3ext.rnn_packed_backward";
-  const PackedDims d = check_packed_inputs(op, x_, batch_sizes, h0_, Wx_, Wh_, nullptr, 1);
-  check_packed(op, h_, "h", x_, d.P, d.H, "(P, H)");
-  check_packed(op, dh_, "dh", x_, d.P, d.H, "(P, H)");
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), Wx = Wx_.contiguous(),
-               Wh = Wh_.contiguous(), h = h_.contiguous(), dh = dh_.contiguous();
-  const bool onednn = use_onednn(x, d.B, d.H, 1);
-  Tensor da = at::empty({d.P, d.H}, x.options());
-  Tensor dh0 = at::zeros({d.B, d.H}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_packed_backward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    const T* hp = ptr<T>(h);
-    const T* dhp = ptr<T>(dh);
-    T* dap = mptr<T>(da);
-    const int64_t H = d.H;
-    backward_time_loop<T>(onednn, Wh, da, dh0, SeqLayout::packed(d),
-                            [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
-                              const int64_t off = (d.off[t] + n0) * H;
-                              k.rnn_backward(rows, H, hp + off, H, dhp + off, H, dh_rec, dap + off, H);
-                            });
-  });
-  auto [dx, dWx, dWh, db] = packed_weight_gradients(da, x, h0, h, Wx, d, onednn);
-  return {dx, dh0, dWx, dWh, db};
+  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 1);
+  check_packed(op, h, "h", x, d.P, d.H, "(P, H)");
+  check_packed(op, dh, "dh", x, d.P, d.H, "(P, H)");
+  return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+                       h.contiguous(), SeqLayout::packed(d));
 }
 
-std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x_, const Tensor& batch_sizes,
-                                                           const Tensor& h0_, const Tensor& c0_,
-                                                           const Tensor& Wx_, const Tensor& Wh_,
-                                                           const Tensor& b_) {
+std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes,
+                                                           const Tensor& h0, const Tensor& c0, const Tensor& Wx,
+                                                           const Tensor& Wh, const Tensor& b) {
   const char* op = "a3ext.lstm_packed";
-  const PackedDims d = check_packed_inputs(op, x_, batch_sizes, h0_, Wx_, Wh_, &b_, 4);
-  check_packed(op, c0_, "c0", x_, d.B, d.H, "(B, H)");
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
-               Wx = Wx_.contiguous(), Wh = Wh_.contiguous(), b = b_.contiguous();
-  const bool onednn = use_onednn(x, d.B, d.H, 4);
-  const int64_t H = d.H, G = 4 * d.H;
-  Tensor gates = input_projection(x.view({d.P, 1, d.D}), Wx, b, onednn).view({d.P, G});
-  Tensor h = at::empty({d.P, H}, x.options());
-  Tensor c = at::empty({d.P, H}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_packed_forward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    T* gp = mptr<T>(gates);
-    T* hp = mptr<T>(h);
-    T* cp = mptr<T>(c);
-    const T* c0p = ptr<T>(c0);
-    forward_time_loop<T>(
-        onednn, h0, Wh, gp, hp, SeqLayout::packed(d),
-        [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-          const T* cprev = t == 0 ? c0p + n0 * H : cp + (d.off[t - 1] + n0) * H;
-          const int64_t row = d.off[t] + n0;
-          k.lstm_forward(rows, H, gp + row * G, G, add, add_ld, cprev, H, cp + row * H, H, hp + row * H, H);
-        });
-  });
-  return {h, c, gates};
+  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, &b, 4);
+  check_packed(op, c0, "c0", x, d.B, d.H, "(B, H)");
+  return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+                       b.contiguous(), SeqLayout::packed(d));
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_cpu(
-    const std::optional<Tensor>& dh_, const std::optional<Tensor>& dc_, const Tensor& x_,
-    const Tensor& batch_sizes, const Tensor& h0_, const Tensor& c0_, const Tensor& Wx_,
-    const Tensor& Wh_, const Tensor& h_, const Tensor& c_, const Tensor& gates_) {
+    const std::optional<Tensor>& dh_, const std::optional<Tensor>& dc_, const Tensor& x,
+    const Tensor& batch_sizes, const Tensor& h0, const Tensor& c0, const Tensor& Wx, const Tensor& Wh,
+    const Tensor& h, const Tensor& c, const Tensor& gates) {
   const char* op = "a3ext.lstm_packed_backward";
-  const Tensor dh_in = defined_or_empty(dh_), dc_in = defined_or_empty(dc_);
-  const PackedDims d = check_packed_inputs(op, x_, batch_sizes, h0_, Wx_, Wh_, nullptr, 4);
-  check_packed(op, c0_, "c0", x_, d.B, d.H, "(B, H)");
-  check_packed(op, h_, "h", x_, d.P, d.H, "(P, H)");
-  check_packed(op, c_, "c", x_, d.P, d.H, "(P, H)");
-  check_packed(op, gates_, "gates", x_, d.P, 4 * d.H, "(P, 4H)");
-  if (dh_in.defined()) check_packed(op, dh_in, "dh", x_, d.P, d.H, "(P, H)");
-  if (dc_in.defined()) check_packed(op, dc_in, "dc", x_, d.P, d.H, "(P, H)");
-  const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous(),
-               Wx = Wx_.contiguous(), Wh = Wh_.contiguous(), h = h_.contiguous(),
-               c = c_.contiguous(), gates = gates_.contiguous();
-  const Tensor dh = dh_in.defined() ? dh_in.contiguous() : Tensor();
-  const Tensor dc = dc_in.defined() ? dc_in.contiguous() : Tensor();
-  const bool onednn = use_onednn(x, d.B, d.H, 4);
-  const int64_t H = d.H, G = 4 * d.H;
-  Tensor dgates = at::empty({d.P, G}, x.options());
-  Tensor dh0 = at::zeros({d.B, H}, x.options());
-  Tensor dc0 = at::zeros({d.B, H}, x.options());  // carries dc_t * f_t back through time
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_packed_backward", [&] {
-    using T = scalar_t;
-    const auto& k = rnn_pointwise_kernels<T>();
-    const T* gp = ptr<T>(gates);
-    const T* cp = ptr<T>(c);
-    const T* c0p = ptr<T>(c0);
-    const T* dhp = dh.defined() ? ptr<T>(dh) : nullptr;
-    const T* dcp = dc.defined() ? ptr<T>(dc) : nullptr;
-    T* dgp = mptr<T>(dgates);
-    T* dcc = mptr<T>(dc0);
-    backward_time_loop<T>(
-        onednn, Wh, dgates, dh0, SeqLayout::packed(d), [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
-          const int64_t row = d.off[t] + n0;
-          const T* cprev = t == 0 ? c0p + n0 * H : cp + (d.off[t - 1] + n0) * H;
-          k.lstm_backward(rows, H, gp + row * G, G, cp + row * H, H, cprev, H,
-                          dhp == nullptr ? nullptr : dhp + row * H, H, dh_rec,
-                          dcp == nullptr ? nullptr : dcp + row * H, H, dcc + n0 * H, dgp + row * G, G);
-        });
-  });
-  auto [dx, dWx, dWh, db] = packed_weight_gradients(dgates, x, h0, h, Wx, d, onednn);
-  return {dx, dh0, dc0, dWx, dWh, db};
+  const Tensor dh = defined_or_empty(dh_), dc = defined_or_empty(dc_);
+  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 4);
+  check_packed(op, c0, "c0", x, d.B, d.H, "(B, H)");
+  check_packed(op, h, "h", x, d.P, d.H, "(P, H)");
+  check_packed(op, c, "c", x, d.P, d.H, "(P, H)");
+  check_packed(op, gates, "gates", x, d.P, 4 * d.H, "(P, 4H)");
+  if (dh.defined()) check_packed(op, dh, "dh", x, d.P, d.H, "(P, H)");
+  if (dc.defined()) check_packed(op, dc, "dc", x, d.P, d.H, "(P, H)");
+  return Lstm::backward(dh.defined() ? dh.contiguous() : Tensor(), dc.defined() ? dc.contiguous() : Tensor(),
+                        x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+                        h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d));
 }
 
 }  // namespace
