@@ -781,6 +781,18 @@ def test_cli_make_dataset_train_eval_sample(tmp_path, capsys):
     assert Image.open(out_png).size[1] > S.CANVAS
     assert main(["caption", "sample", "--data", str(data), "--checkpoint", str(ck / "checkpoint.pt"), "--num", "2"]) == 0
     assert capsys.readouterr().out.count("GT:") == 2
+    # bad input: one line naming the problem, exit status 2, no traceback
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image, not a checkpoint")
+    cases = [(["--image", str(tmp_path / "missing.png")], "missing.png"),
+             (["--image", str(junk)], "cannot identify image file"),
+             (["--checkpoint", str(junk), "--num", "1"], "corrupt, truncated or not an a3ext captioning checkpoint")]
+    for extra, message in cases:
+        argv = ["caption", "sample", "--data", str(data), "--checkpoint", str(ck / "checkpoint.pt"), *extra]
+        assert main(argv) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert main(["caption", "eval", "--data", str(tmp_path / "nowhere"), "--checkpoint", str(ck / "checkpoint.pt")]) == 2
+    assert "nowhere" in capsys.readouterr().err
 
 
 def _free_port():

@@ -180,6 +180,21 @@ def _eval(args) -> int:
     return 0
 
 
+def _user_errors(command: str, handler):
+    """Wrap a command so that bad input (a missing or unreadable file, a wrong value)
+    prints one line naming it and exits with status 2 instead of a traceback."""
+    def func(args) -> int:
+        from PIL import UnidentifiedImageError
+
+        try:
+            return handler(args)
+        except (FileNotFoundError, IsADirectoryError, PermissionError, UnidentifiedImageError, KeyError,
+                ValueError, TypeError) as exc:
+            print(f"a3ext caption {command}: {exc}", file=sys.stderr)
+            return 2
+    return func
+
+
 def register_cli(subparsers) -> None:
     """Add ``caption`` (make-dataset, train, sample, eval) to the ``a3ext`` parser."""
     p = subparsers.add_parser("caption", help="image captioning: embedded dataset, training, sampling, BLEU",
@@ -197,7 +212,7 @@ def register_cli(subparsers) -> None:
     m.add_argument("--image-size", type=int, default=96, help="input size of the feature extractor (default 96)")
     m.add_argument("--pca-dim", type=int, default=512)
     m.add_argument("--no-images", action="store_true", help="do not write the rendered PNGs")
-    m.set_defaults(func=_make_dataset)
+    m.set_defaults(func=_user_errors("make-dataset", _make_dataset))
 
     def data_args(q, make=False):
         q.add_argument("--data", required=True, help="directory in the COCO captioning layout")
@@ -230,7 +245,7 @@ def register_cli(subparsers) -> None:
     t.add_argument("--resume", default=None, help="checkpoint to resume from exactly")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    t.set_defaults(func=_train)
+    t.set_defaults(func=_user_errors("train", _train))
 
     s = sub.add_parser("sample", help="caption images of a split, an image file, or a freshly rendered scene")
     data_args(s)
@@ -242,7 +257,7 @@ def register_cli(subparsers) -> None:
     s.add_argument("--out", help="write the image with its caption here (PNG)")
     s.add_argument("--beam-size", type=int, default=1)
     s.add_argument("--max-length", type=int, default=30)
-    s.set_defaults(func=_sample)
+    s.set_defaults(func=_user_errors("sample", _sample))
 
     e = sub.add_parser("eval", help="corpus BLEU-1..4 of a checkpoint on a split")
     data_args(e)
@@ -251,7 +266,7 @@ def register_cli(subparsers) -> None:
     e.add_argument("--num-images", type=int, default=None)
     e.add_argument("--beam-size", type=int, default=1)
     e.add_argument("--max-length", type=int, default=30)
-    e.set_defaults(func=_eval)
+    e.set_defaults(func=_user_errors("eval", _eval))
 
 
 def main(argv=None) -> int:

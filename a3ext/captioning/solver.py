@@ -40,12 +40,17 @@ def save_checkpoint_atomic(obj, path) -> Path:
     ``os.replace``: ``path`` is always either the old or the new complete checkpoint."""
     return atomic_write(path, lambda f: torch.save(obj, f))
 
+
 def load_checkpoint(path) -> dict:
     """Load a solver checkpoint with ``torch.load(weights_only=True)`` (no pickled code)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file, pickled code refused, ...
+        raise ValueError(f"load_checkpoint: cannot read {path} with torch.load(weights_only=True): the file is "
+                         f"corrupt, truncated or not an a3ext captioning checkpoint ({type(exc).__name__})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("version") != _CKPT_VERSION or "model" not in ckpt:
         raise ValueError(f"load_checkpoint: {path} is not an a3ext captioning checkpoint (version {_CKPT_VERSION})")
     return ckpt
