@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -270,14 +269,11 @@ def register_cli(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m a3ext.captioning.cli caption ...``) until wired into a3ext.cli."""
-    parser = argparse.ArgumentParser(prog="a3ext")
-    register_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    """``python -m a3ext.captioning.cli caption ...``: the same as ``python -m a3ext caption ...``
+    (the module torchrun launches for data-parallel training)."""
+    from ..cli import main as a3ext_main
+
+    return a3ext_main(argv)
 
 
 if __name__ == "__main__":
