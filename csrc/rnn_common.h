@@ -17,13 +17,17 @@ struct Dims {
   int64_t N, T, D, H;
 };
 
-// Wx (D, G), Wh (H, G), b (G) (b may be null) with G = gate_mult * H, same dtype and
-// device as x.
-inline void check_weights(const char* op, const Tensor& x, const Tensor& Wx, const Tensor& Wh,
-                          const Tensor* b, int64_t D, int64_t H, int64_t gate_mult) {
+// Wx, Wh and b (b may be null) have the dtype and device of x.
+inline void check_weights_same(const char* op, const Tensor& x, const Tensor& Wx, const Tensor& Wh,
+                               const Tensor* b) {
   check_same(op, x, "x", Wx, "Wx");
   check_same(op, x, "x", Wh, "Wh");
   if (b != nullptr) check_same(op, x, "x", *b, "b");
+}
+
+// Wx (D, G), Wh (H, G), b (G) (b may be null) with G = gate_mult * H.
+inline void check_weight_shapes(const char* op, const Tensor& Wx, const Tensor& Wh, const Tensor* b,
+                                int64_t D, int64_t H, int64_t gate_mult) {
   const int64_t G = gate_mult * H;
   const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
   const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
@@ -43,10 +47,11 @@ inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& 
   TORCH_CHECK_VALUE(h0.dim() == 2, op, ": expected h0 of shape (N, H), but got a ", h0.dim(),
                     "-D tensor of shape ", h0.sizes());
   check_same(op, x, "x", h0, "h0");
+  check_weights_same(op, x, Wx, Wh, b);  // the order of the fake kernels' checks (a3ext/ops.py)
   const Dims d{x.size(0), x.size(1), x.size(2), h0.size(1)};
   TORCH_CHECK_VALUE(h0.size(0) == d.N, op, ": expected h0 of shape (N, H) with N = ", d.N,
                     " (from x), but got ", h0.sizes());
-  check_weights(op, x, Wx, Wh, b, d.D, d.H, gate_mult);
+  check_weight_shapes(op, Wx, Wh, b, d.D, d.H, gate_mult);
   return d;
 }
 
@@ -134,7 +139,9 @@ inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Ten
                     ": batch_sizes must be on the CPU (as PackedSequence.batch_sizes), but it is on ",
                     batch_sizes.device());
   check_same(op, x, "x", h0, "h0");
+  check_weights_same(op, x, Wx, Wh, b);
   PackedDims d{x.size(0), batch_sizes.size(0), h0.size(0), x.size(1), h0.size(1), {}, {}};
+  check_weight_shapes(op, Wx, Wh, b, d.D, d.H, gate_mult);  // before the values, as the fake kernel
   const Tensor bsc = batch_sizes.contiguous();
   const int64_t* bp = bsc.const_data_ptr<int64_t>();
   d.bs.assign(bp, bp + d.T);
@@ -152,7 +159,6 @@ inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Ten
   d.off[d.T] = sum;
   TORCH_CHECK_VALUE(sum == d.P, op, ": expected packed x with P = sum(batch_sizes) = ", sum,
                     " rows, but got ", x.sizes());
-  check_weights(op, x, Wx, Wh, b, d.D, d.H, gate_mult);
   return d;
 }
 

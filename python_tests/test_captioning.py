@@ -621,8 +621,15 @@ def test_solver_grad_clip(tiny_data, tmp_path):
     s.train(max_iterations=1)
     moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(s.model.parameters(), before)))
     assert moved.item() == pytest.approx(0.01, rel=1e-4)  # the raw gradient is far larger than 0.01
-    with pytest.raises(ValueError, match="grad_clip must be a positive number"):
-        _solver(tiny_data, tmp_path, grad_clip=0)
+    for bad in (0, -1.0, True, "5"):
+        with pytest.raises(ValueError, match="grad_clip must be a positive number"):
+            _solver(tiny_data, tmp_path, grad_clip=bad)
+    # resuming must not change it: the checkpoint records grad_clip
+    ck = tmp_path / "clip"
+    first = _solver(tiny_data, tmp_path, eval_bleu=False, grad_clip=1.0, checkpoint_dir=ck, checkpoint_every=2)
+    first.train(max_iterations=2)
+    with pytest.raises(ValueError, match="grad_clip=1.0"):
+        _solver(tiny_data, tmp_path, eval_bleu=False, resume_from=ck / "checkpoint.pt")
 
 
 def test_solver_exact_resume(tiny_data, tmp_path):

@@ -238,3 +238,45 @@ def test_captioning_packed_loss_equals_padded(cell, dtype):
     assert abs(losses[0] - losses[1]) <= tol * abs(losses[1])
     for k in grads[0]:
         assert rel_error(np64(grads[0][k]), np64(grads[1][k]), torch.float32) <= tol * 10, k
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(3, 4, 0, 5), (3, 4, 5, 0), (64, 4, 0, 256)], ids=["D0", "H0", "D0_large"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_empty_feature_dimensions(cell, shape, dtype, backend):
+    """D = 0 (no inputs: the recurrence runs on the bias) and H = 0 (empty states) give
+    the reference's results (no crash, no oneDNN primitive error), padded and packed."""
+    N, T, D, H = shape
+    a = make_inputs(N, T, D, H, 4 if cell == "lstm" else 1, dtype, requires_grad=True, scale=0.1)
+    f = ops.lstm if cell == "lstm" else ops.rnn
+    h = f(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
+    h.sum().backward()
+    args = [np64(a[k]) for k in ("x", "h0", "Wx", "Wh", "b")]
+    h_ref, cache = (ref.lstm_forward if cell == "lstm" else ref.rnn_forward)(*args)
+    assert h.shape == (N, T, H) and rel_error(np64(h), h_ref, dtype) <= TOL[dtype]
+    grads = (ref.lstm_backward if cell == "lstm" else ref.rnn_backward)(np.ones((N, T, H)), cache)
+    for name, g in zip(("x", "h0", "Wx", "Wh", "b"), grads):
+        assert a[name].grad.shape == g.shape and rel_error(np64(a[name].grad), g, dtype) <= TOL[dtype], name
+    order, bs, index = ops.pack_lengths(torch.full((N,), T), T)
+    fp = ops.lstm_packed if cell == "lstm" else ops.rnn_packed
+    hp = fp(_pack(a["x"].detach(), index), bs, a["h0"].detach()[order], a["Wx"].detach(), a["Wh"].detach(),
+            a["b"].detach())
+    assert rel_error(np64(hp), h_ref.reshape(N * T, H)[index.numpy()], dtype) <= TOL[dtype]
+
+
+def test_errors_agree_between_real_and_fake_kernels_with_two_faults():
+    """With two faults at once the real and the fake kernels report the same (first) one."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    f64 = torch.float64
+    padded = (torch.zeros(2, 3, 4, dtype=f64), torch.zeros(5, 6, dtype=f64),  # h0: wrong N
+              torch.zeros(4, 6), torch.zeros(6, 6, dtype=f64), torch.zeros(6, dtype=f64))  # Wx: wrong dtype
+    x, bs, h0, Wx, Wh, b = _packed_args("rnn")
+    packed = (x, torch.tensor([1, 3, 2, 2]), h0, Wx.float(), Wh, b)  # unsorted batch_sizes + wrong dtype
+    for op, args in ((torch.ops.a3ext.rnn_forward, padded), (torch.ops.a3ext.rnn_packed_forward, packed)):
+        with pytest.raises(TypeError, match="all inputs must have the same dtype, but Wx") as real:
+            op(*args)
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            with pytest.raises(TypeError) as fake:
+                op(*args)
+        assert str(real.value).splitlines()[0] == str(fake.value).splitlines()[0]

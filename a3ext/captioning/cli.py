@@ -181,15 +181,21 @@ def _eval(args) -> int:
 
 def _user_errors(command: str, handler):
     """Wrap a command so that bad input (a missing or unreadable file, a wrong value)
-    prints one line naming it and exits with status 2 instead of a traceback."""
+    prints one line naming it and exits with status 2 instead of a traceback
+    (``A3EXT_TRACEBACK=1`` re-raises, for debugging)."""
     def func(args) -> int:
+        import os
+
         from PIL import UnidentifiedImageError
 
         try:
             return handler(args)
         except (FileNotFoundError, IsADirectoryError, PermissionError, UnidentifiedImageError, KeyError,
                 ValueError, TypeError) as exc:
-            print(f"a3ext caption {command}: {exc}", file=sys.stderr)
+            if os.environ.get("A3EXT_TRACEBACK"):
+                raise
+            print(f"a3ext caption {command}: {type(exc).__name__}: {exc} (A3EXT_TRACEBACK=1 shows where)",
+                  file=sys.stderr)
             return 2
     return func
 

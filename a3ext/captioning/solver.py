@@ -49,8 +49,12 @@ def load_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign file, pickled code refused, ...
+        if isinstance(exc, __import__("pickle").UnpicklingError):
+            why = "it is not a torch file, or holds objects other than tensors and plain containers"
+        else:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ValueError(f"load_checkpoint: cannot read {path} with torch.load(weights_only=True): the file is "
-                         f"corrupt, truncated or not an a3ext captioning checkpoint ({type(exc).__name__})") from exc
+                         f"corrupt, truncated or not an a3ext captioning checkpoint ({why})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("version") != _CKPT_VERSION or "model" not in ckpt:
         raise ValueError(f"load_checkpoint: {path} is not an a3ext captioning checkpoint (version {_CKPT_VERSION})")
     return ckpt
@@ -126,9 +130,11 @@ class CaptioningSolver:
         self.seed = int(kwargs.pop("seed", 0))
         self.grad_clip = kwargs.pop("grad_clip", None)
         if self.grad_clip is not None:
+            if isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, (int, float)) \
+                    or not self.grad_clip > 0:
+                raise ValueError(f"CaptioningSolver: grad_clip must be a positive number or None, but got "
+                                 f"{self.grad_clip!r}")
             self.grad_clip = float(self.grad_clip)
-            if not self.grad_clip > 0:
-                raise ValueError(f"CaptioningSolver: grad_clip must be a positive number or None, but got {self.grad_clip}")
         self.progress = kwargs.pop("progress", None)
         self.eval_bleu = bool(kwargs.pop("eval_bleu", True))
         self.num_val_images = kwargs.pop("num_val_images", 500)
@@ -216,7 +222,8 @@ class CaptioningSolver:
             "solver": {"t": self.t, "epoch": self.epoch, "loss_history": list(self.loss_history),
                        "val_bleu_history": list(self.val_bleu_history), "update_rule": self.update_rule,
                        "batch_size": self.batch_size, "num_epochs": self.num_epochs,
-                       "lr_decay": self.lr_decay, "seed": self.seed, "train_seconds": self.train_seconds},
+                       "lr_decay": self.lr_decay, "seed": self.seed, "train_seconds": self.train_seconds,
+                       "grad_clip": self.grad_clip},
             "np_rng": _np_state_to_dict(self.rng.get_state()),
             "torch_rng": torch.get_rng_state(),
         }
@@ -233,10 +240,12 @@ class CaptioningSolver:
         """Restore model, optimizer, RNG, data order and histories from a checkpoint."""
         ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt)
         s = ckpt["solver"]
-        if s["update_rule"] != self.update_rule or s["batch_size"] != self.batch_size:
+        saved_clip = s.get("grad_clip")  # absent in checkpoints that predate the option: no clipping
+        if s["update_rule"] != self.update_rule or s["batch_size"] != self.batch_size or saved_clip != self.grad_clip:
             raise ValueError(
                 f"CaptioningSolver.load: checkpoint was made with update_rule={s['update_rule']!r}, "
-                f"batch_size={s['batch_size']}, but this solver has {self.update_rule!r}, {self.batch_size}")
+                f"batch_size={s['batch_size']}, grad_clip={saved_clip}, but this solver has "
+                f"{self.update_rule!r}, {self.batch_size}, {self.grad_clip} (resuming must not change them)")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.t, self.epoch = int(s["t"]), int(s["epoch"])

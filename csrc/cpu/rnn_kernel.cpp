@@ -112,8 +112,12 @@ T* mptr(Tensor& t) {
 constexpr double kOneDnnMinStepFlops = 4.0e6;
 
 bool use_onednn(const Tensor& x, int64_t N, int64_t H, int64_t G) {
+  if (H == 0 || x.size(-1) == 0) return false;  // oneDNN has no primitive for empty GEMMs
   return use_onednn_gemm(x.scalar_type(), 2.0 * N * H * G * H >= kOneDnnMinStepFlops);
 }
+
+// G / H without dividing by zero (H = 0: empty outputs, nothing to compute).
+int64_t gates_per_unit(int64_t H, int64_t G) { return H > 0 ? G / H : 1; }
 
 // Rows per thread large enough that one step's work outweighs waking a thread.
 int64_t row_grain(int64_t H, int64_t G, bool gemm_per_thread) {
@@ -124,10 +128,11 @@ int64_t row_grain(int64_t H, int64_t G, bool gemm_per_thread) {
 // out (N*T, G) = x (N*T, D) @ W (D, G) + b.
 Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, bool onednn) {
   const int64_t rows = x.size(0) * x.size(1), D = x.size(2), G = W.size(1);
-  if (onednn && rows > 0) return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
+  if (onednn && rows > 0 && D > 0 && G > 0) return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
   Tensor out = at::empty({rows, G}, x.options());
-  if (rows == 0) return out;
+  if (rows == 0 || G == 0) return out;
   out.copy_(b.unsqueeze(0).expand({rows, G}));
+  if (D == 0) return out;  // no inputs: the bias alone
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "input_projection", [&] {
     gemm<scalar_t>(false, false, rows, G, D, scalar_t(1), ptr<scalar_t>(x), D, ptr<scalar_t>(W), G,
                    scalar_t(1), out.mutable_data_ptr<scalar_t>(), G);
@@ -137,7 +142,8 @@ Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, bool 
 
 // dx (N, T, D) = dpre (N*T, G) @ W (D, G)^T.
 Tensor input_gradient(const Tensor& dpre2d, const Tensor& W, int64_t N, int64_t T, bool onednn) {
-  if (onednn && dpre2d.size(0) > 0) return OneDnnLinear::get()(dpre2d, W, std::nullopt).view({N, T, W.size(0)});
+  if (onednn && dpre2d.size(0) > 0 && W.size(0) > 0 && W.size(1) > 0)
+    return OneDnnLinear::get()(dpre2d, W, std::nullopt).view({N, T, W.size(0)});
   return at::mm(dpre2d, W.t()).view({N, T, W.size(0)});
 }
 
@@ -210,7 +216,7 @@ void forward_time_loop(bool onednn, const Tensor& h0, const Tensor& Wh, T* pre, 
       const Tensor prev = t == 0 ? h0.narrow(0, 0, n) : step_rows<T>(h, l, t - 1, 0, n, H, h0);
       const Tensor rec = OneDnnLinear::get()(prev, WhT, std::nullopt);
       const T* rp = rec.const_data_ptr<T>();
-      at::parallel_for(0, n, row_grain(H, GH / H, false), [&](int64_t n0, int64_t n1) {
+      at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
         pointwise(n0, n1 - n0, t, rp + n0 * GH, GH);
       });
     }
@@ -219,7 +225,7 @@ void forward_time_loop(bool onednn, const Tensor& h0, const Tensor& Wh, T* pre, 
   // BLAS: each thread runs its own sequences through every step (no barrier).
   const T* h0p = ptr<T>(h0);
   const T* whp = ptr<T>(Wh);
-  const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, GH / H, true));
+  const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, gates_per_unit(H, GH), true));
   at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t n0 = bounds[c], n1 = bounds[c + 1];
@@ -256,7 +262,7 @@ void backward_time_loop(bool onednn, const Tensor& Wh, Tensor& dpre, Tensor& dh0
       const int64_t n = l.count[t];
       if (n == 0) continue;
       const T* rp = rec_rows > 0 ? rec.const_data_ptr<T>() : nullptr;
-      at::parallel_for(0, n, row_grain(H, GH / H, false), [&](int64_t n0, int64_t n1) {
+      at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
         const int64_t mid = std::clamp(rec_rows, n0, n1);
         if (mid > n0) pointwise(n0, mid - n0, t, rp + n0 * H);
         if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
@@ -268,7 +274,7 @@ void backward_time_loop(bool onednn, const Tensor& Wh, Tensor& dpre, Tensor& dh0
     return;
   }
   const T* whp = ptr<T>(Wh);
-  const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, GH / H, true));
+  const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, gates_per_unit(H, GH), true));
   at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t n0 = bounds[c], n1 = bounds[c + 1];
@@ -290,7 +296,8 @@ void backward_time_loop(bool onednn, const Tensor& Wh, Tensor& dpre, Tensor& dh0
 
 // dW (K, G) = a (N*T, K)^T @ dpre (N*T, G), the weight gradient of a whole sequence.
 Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, bool onednn) {
-  if (onednn && a2d.size(0) > 0) return OneDnnLinear::get()(a2d.t(), dpre2d.t(), std::nullopt);
+  if (onednn && a2d.size(0) > 0 && a2d.size(1) > 0 && dpre2d.size(1) > 0)
+    return OneDnnLinear::get()(a2d.t(), dpre2d.t(), std::nullopt);
   return at::mm(a2d.t(), dpre2d);
 }
 
