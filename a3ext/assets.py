@@ -37,11 +37,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
+
+from ._util import download, sha256_file
 
 __all__ = [
     "Asset",
@@ -111,15 +112,6 @@ def _run(cmd: Sequence[str], cwd: Path) -> None:
     if proc.returncode != 0:
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise SourceError(f"`{' '.join(cmd)}` exited with {proc.returncode}: {tail}")
-
-
-def _sha256(file: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_dir() -> Path:
@@ -389,11 +381,9 @@ class Url(Source):
     def obtain(self, session: _Session) -> Path:
         dest = session.root / f"url-{abs(hash(self.url)):x}"
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp, open(dest, "wb") as out:
-                shutil.copyfileobj(resp, out, _CHUNK)
+            return download(self.url, dest, timeout=self.timeout_s)  # the caller verifies the sha256
         except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
             raise SourceError(f"download failed: {exc}") from exc
-        return dest
 
     def fix(self, asset_name: str) -> str:
         return f"python -m a3ext assets fetch {asset_name}   # on a machine that can reach {self.url.split('/')[2]}"
@@ -622,7 +612,7 @@ def _cached_state(asset: Asset, file: Path) -> str | None:
         return "not cached"
     if st.st_size != asset.size:
         return f"cached file {file} has {st.st_size} bytes, expected {asset.size} (truncated or corrupt)"
-    digest = _sha256(file)
+    digest = sha256_file(file)
     if digest != asset.sha256:
         return f"cached file {file} has sha256 {digest}, expected {asset.sha256} (corrupt)"
     return None

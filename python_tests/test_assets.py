@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def offline(monkeypatch):
         raise urllib.error.URLError("offline (test)")
 
     monkeypatch.setattr(assets, "_run", fail_run)
-    monkeypatch.setattr(assets.urllib.request, "urlopen", fail_urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", fail_urlopen)  # every download goes through it
     return calls
 
 

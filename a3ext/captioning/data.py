@@ -15,16 +15,15 @@ Layout of ``base_dir`` (exactly the assignment's ``coco_captioning`` folder):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from .._util import download
 
 __all__ = [
     "load_coco_data", "decode_captions", "sample_coco_minibatch", "DataFormatError",
@@ -228,70 +227,7 @@ def sample_coco_minibatch(data: Mapping, batch_size: int = 100, split: str = "tr
 
 
 # ---------------------------------------------------------------------------
-# Downloader
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def download(url: str, dest, sha256: str | None = None, chunk_size: int = 1 << 16, timeout: float = 30.0,
-             progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Download ``url`` to ``dest``, resumably and verified.
-
-    Bytes go to ``dest + '.part'``; if that file exists (an interrupted download) the
-    request asks for the rest with an HTTP ``Range`` header and appends when the
-    server answers 206 (it restarts on 200). When ``sha256`` is given the finished
-    file must match it: on a mismatch the partial file is deleted and ``ValueError``
-    names the expected and actual digest. The finished file is moved into place with
-    ``os.replace``, so ``dest`` is either absent or complete. An existing ``dest``
-    with the right checksum is not downloaded again.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_file() and (sha256 is None or _sha256(dest) == sha256.lower()):
-        return dest
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.is_file() else 0
-    req = urllib.request.Request(url)
-    if have:
-        req.add_header("Range", f"bytes={have}-")
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the part file is already complete
-            resp = None
-        else:
-            raise
-    if resp is not None:
-        with resp:
-            if have and resp.status != 206:
-                have = 0  # server ignored the range: start over
-            total = resp.headers.get("Content-Length")
-            total = int(total) + have if total is not None else None
-            with open(part, "ab" if have else "wb") as f:
-                done = have
-                while True:
-                    buf = resp.read(chunk_size)
-                    if not buf:
-                        break
-                    f.write(buf)
-                    done += len(buf)
-                    if progress is not None:
-                        progress(done, total)
-            if total is not None and done < total:
-                raise IOError(f"download: {url} ended after {done} of {total} bytes; run again to resume")
-    if sha256 is not None:
-        actual = _sha256(part)
-        if actual != sha256.lower():
-            part.unlink()
-            raise ValueError(f"download: checksum mismatch for {url}: expected sha256 {sha256.lower()}, got {actual}")
-    os.replace(part, dest)
-    return dest
-
-
+# Downloader (the resumable, verified `download` lives in a3ext._util and is re-exported here)
 def download_coco_captioning(base_dir, url: str = COCO_CAPTIONING_URL, sha256: str | None = None) -> Path:
     """Download the assignment's ``coco_captioning.zip`` (resumable, verified when
     ``sha256`` is given) and extract it so that ``base_dir`` holds the files
