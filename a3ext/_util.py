@@ -3,13 +3,14 @@ CLI argument types."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def sha256_file(path) -> str:
@@ -97,23 +98,37 @@ def atomic_write(path, write: Callable) -> Path:
     return path
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _positive(convert: Callable, what: str, allow: Callable) -> Callable:
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}") from None
+        if not allow(value):
+            raise argparse.ArgumentTypeError(f"expected a positive {what}, got {value}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
+#: argparse type: an integer >= 1.
+positive_int = _positive(int, "integer", lambda v: v >= 1)
+#: argparse type: a number > 0.
+positive_float = _positive(float, "number", lambda v: v > 0)
+
+
+@contextlib.contextmanager
+def torchrun_process_group() -> Iterator[int]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1) start a gloo process group unless one is
+    already running, and destroy the one it started on exit. Yields the world size."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    started = world > 1 and not dist.is_initialized()
+    if started:
+        dist.init_process_group("gloo")
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+        yield world
+    finally:
+        if started:
+            dist.destroy_process_group()

@@ -94,9 +94,10 @@ def _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult):
         _check_shape(op, b, "b", (G,), f"({four},)")
 
 
-def _check_sequence(op, t, name, x, N, T, width, shape_str):
+def _check_like(op, t, name, x, shape, shape_str):
+    """t has x's dtype and device and the given shape."""
     _check_same(op, x, "x", t, name)
-    _check_shape(op, t, name, (N, T, width), shape_str)
+    _check_shape(op, t, name, shape, shape_str)
 
 
 def _empty_like_shape(ref: Tensor, *shape) -> Tensor:
@@ -115,8 +116,8 @@ def _rnn_forward_fake(x, h0, Wx, Wh, b):
 def _rnn_backward_fake(dh, x, h0, Wx, Wh, h):
     op = "a3ext.rnn_backward"
     N, T, D, H = _check_forward(op, x, h0, Wx, Wh, None, 1)
-    _check_sequence(op, h, "h", x, N, T, H, "(N, T, H)")
-    _check_sequence(op, dh, "dh", x, N, T, H, "(N, T, H)")
+    _check_like(op, h, "h", x, (N, T, H), "(N, T, H)")
+    _check_like(op, dh, "dh", x, (N, T, H), "(N, T, H)")
     return (
         _empty_like_shape(x, N, T, D),
         _empty_like_shape(x, N, H),
@@ -130,8 +131,7 @@ def _rnn_backward_fake(dh, x, h0, Wx, Wh, h):
 def _lstm_forward_fake(x, h0, c0, Wx, Wh, b):
     op = "a3ext.lstm"
     N, T, D, H = _check_forward(op, x, h0, Wx, Wh, b, 4)
-    _check_same(op, x, "x", c0, "c0")
-    _check_shape(op, c0, "c0", (N, H), "(N, H)")
+    _check_like(op, c0, "c0", x, (N, H), "(N, H)")
     return _empty_like_shape(x, N, T, H), _empty_like_shape(x, N, T, H), _empty_like_shape(x, N, T, 4 * H)
 
 
@@ -139,15 +139,14 @@ def _lstm_forward_fake(x, h0, c0, Wx, Wh, b):
 def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
     op = "a3ext.lstm_backward"
     N, T, D, H = _check_forward(op, x, h0, Wx, Wh, None, 4)
-    _check_same(op, x, "x", c0, "c0")
-    _check_shape(op, c0, "c0", (N, H), "(N, H)")
-    _check_sequence(op, h, "h", x, N, T, H, "(N, T, H)")
-    _check_sequence(op, c, "c", x, N, T, H, "(N, T, H)")
-    _check_sequence(op, gates, "gates", x, N, T, 4 * H, "(N, T, 4H)")
+    _check_like(op, c0, "c0", x, (N, H), "(N, H)")
+    _check_like(op, h, "h", x, (N, T, H), "(N, T, H)")
+    _check_like(op, c, "c", x, (N, T, H), "(N, T, H)")
+    _check_like(op, gates, "gates", x, (N, T, 4 * H), "(N, T, 4H)")
     if dh is not None:
-        _check_sequence(op, dh, "dh", x, N, T, H, "(N, T, H)")
+        _check_like(op, dh, "dh", x, (N, T, H), "(N, T, H)")
     if dc is not None:
-        _check_sequence(op, dc, "dc", x, N, T, H, "(N, T, H)")
+        _check_like(op, dc, "dc", x, (N, T, H), "(N, T, H)")
     return (
         _empty_like_shape(x, N, T, D),
         _empty_like_shape(x, N, H),
@@ -180,11 +179,6 @@ def _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, gate_mult):
     return P, B, D, H
 
 
-def _check_packed_seq(op, t, name, x, rows, width, shape_str):
-    _check_same(op, x, "x", t, name)
-    _check_shape(op, t, name, (rows, width), shape_str)
-
-
 @torch.library.register_fake("a3ext::rnn_packed_forward")
 def _rnn_packed_forward_fake(x, batch_sizes, h0, Wx, Wh, b):
     P, B, D, H = _check_packed("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, b, 1)
@@ -195,8 +189,8 @@ def _rnn_packed_forward_fake(x, batch_sizes, h0, Wx, Wh, b):
 def _rnn_packed_backward_fake(dh, x, batch_sizes, h0, Wx, Wh, h):
     op = "a3ext.rnn_packed_backward"
     P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, None, 1)
-    _check_packed_seq(op, h, "h", x, P, H, "(P, H)")
-    _check_packed_seq(op, dh, "dh", x, P, H, "(P, H)")
+    _check_like(op, h, "h", x, (P, H), "(P, H)")
+    _check_like(op, dh, "dh", x, (P, H), "(P, H)")
     return (_empty_like_shape(x, P, D), _empty_like_shape(x, B, H), _empty_like_shape(x, D, H),
             _empty_like_shape(x, H, H), _empty_like_shape(x, H))
 
@@ -205,7 +199,7 @@ def _rnn_packed_backward_fake(dh, x, batch_sizes, h0, Wx, Wh, h):
 def _lstm_packed_forward_fake(x, batch_sizes, h0, c0, Wx, Wh, b):
     op = "a3ext.lstm_packed"
     P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, 4)
-    _check_packed_seq(op, c0, "c0", x, B, H, "(B, H)")
+    _check_like(op, c0, "c0", x, (B, H), "(B, H)")
     return _empty_like_shape(x, P, H), _empty_like_shape(x, P, H), _empty_like_shape(x, P, 4 * H)
 
 
@@ -213,14 +207,14 @@ def _lstm_packed_forward_fake(x, batch_sizes, h0, c0, Wx, Wh, b):
 def _lstm_packed_backward_fake(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gates):
     op = "a3ext.lstm_packed_backward"
     P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, None, 4)
-    _check_packed_seq(op, c0, "c0", x, B, H, "(B, H)")
-    _check_packed_seq(op, h, "h", x, P, H, "(P, H)")
-    _check_packed_seq(op, c, "c", x, P, H, "(P, H)")
-    _check_packed_seq(op, gates, "gates", x, P, 4 * H, "(P, 4H)")
+    _check_like(op, c0, "c0", x, (B, H), "(B, H)")
+    _check_like(op, h, "h", x, (P, H), "(P, H)")
+    _check_like(op, c, "c", x, (P, H), "(P, H)")
+    _check_like(op, gates, "gates", x, (P, 4 * H), "(P, 4H)")
     if dh is not None:
-        _check_packed_seq(op, dh, "dh", x, P, H, "(P, H)")
+        _check_like(op, dh, "dh", x, (P, H), "(P, H)")
     if dc is not None:
-        _check_packed_seq(op, dc, "dc", x, P, H, "(P, H)")
+        _check_like(op, dc, "dc", x, (P, H), "(P, H)")
     return (_empty_like_shape(x, P, D), _empty_like_shape(x, B, H), _empty_like_shape(x, B, H),
             _empty_like_shape(x, D, 4 * H), _empty_like_shape(x, H, 4 * H), _empty_like_shape(x, 4 * H))
 

@@ -35,8 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, interleaved, print_table, write_json  # noqa: E402
 
 import a3ext  # noqa: E402,F401
-from a3ext import ops  # noqa: E402
-from a3ext.captioning.model import CaptioningRNN  # noqa: E402
+from a3ext.captioning.model import CaptioningRNN, greedy_reference  # noqa: E402
 
 
 def torch_gate_order(W: torch.Tensor, H: int) -> torch.Tensor:
@@ -131,36 +130,15 @@ def bench_train_step(cell, dtype, reps, warmup, N=50, T=16, D=512, W=256, H=512,
             "packed_ms": t["torch.nn packed"] * 1e3, "speedup_vs_packed": t["torch.nn packed"] / t["a3ext"]}
 
 
-def naive_sample(model: CaptioningRNN, features, max_length=30):
-    """The obvious decode loop: one image at a time, one step op call per word."""
-    out = torch.full((features.shape[0], max_length), model._null, dtype=torch.long)
-    with torch.no_grad():
-        for n in range(features.shape[0]):
-            h = features[n:n + 1] @ model.W_proj + model.b_proj
-            c = torch.zeros_like(h)
-            word = model._start
-            for t in range(max_length):
-                x = model.W_embed[word].unsqueeze(0)
-                if model.cell_type == "lstm":
-                    h, c = ops.lstm_step(x, h, c, model.Wx, model.Wh, model.b)
-                else:
-                    h = ops.rnn_step(x, h, model.Wx, model.Wh, model.b)
-                word = int((h @ model.W_vocab + model.b_vocab).argmax())
-                out[n, t] = word
-                if word == model._end:
-                    break
-    return out
-
-
 def bench_sample(cell, n, reps, warmup, D=512, W=256, H=512, V=1004, max_length=30):
     torch.manual_seed(0)
     model = CaptioningRNN(_vocab(V), D, W, H, cell)
     with torch.no_grad():
         model.b_vocab[2] = -1e3  # no <END>: every caption runs the full 30 steps in both
     feats = torch.randn(n, D)
-    assert torch.equal(model.sample(feats[:50], max_length), naive_sample(model, feats[:50], max_length))
+    assert torch.equal(model.sample(feats[:50], max_length), greedy_reference(model, feats[:50], max_length))
     t = interleaved({"sample": lambda: model.sample(feats, max_length),
-                     "naive": lambda: naive_sample(model, feats, max_length)}, "cpu", reps, warmup)
+                     "naive": lambda: greedy_reference(model, feats, max_length)}, "cpu", reps, warmup)
     return {"bench": "sample", "cell": cell, "dtype": "float32", "shape": f"N{n} len{max_length} W{W} H{H} V{V}",
             "a3ext_ms": t["sample"] * 1e3, "baseline_ms": t["naive"] * 1e3, "baseline": "naive loop",
             "speedup": t["naive"] / t["sample"]}

@@ -55,10 +55,11 @@ inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& 
   return d;
 }
 
-inline void check_sequence(const char* op, const Tensor& t, const char* name, const Tensor& x,
-                    const Dims& d, int64_t width, const char* shape_str) {
+// t has x's dtype and device and the given shape.
+inline void check_like(const char* op, const Tensor& t, const char* name, const Tensor& x,
+                       at::IntArrayRef shape, const char* shape_str) {
   check_same(op, x, "x", t, name);
-  check_shape(op, t, name, {d.N, d.T, width}, shape_str);
+  check_shape(op, t, name, shape, shape_str);
 }
 
 // [h0, h_0, ..., h_{T-2}] as (N*T, H): the hidden state each step started from.
@@ -66,8 +67,8 @@ inline Dims check_rnn_backward_inputs(const Tensor& dh, const Tensor& x, const T
                                      const Tensor& Wx, const Tensor& Wh, const Tensor& h) {
   const char* op = "a3ext.rnn_backward";
   const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, nullptr, 1);
-  check_sequence(op, h, "h", x, d, d.H, "(N, T, H)");
-  check_sequence(op, dh, "dh", x, d, d.H, "(N, T, H)");
+  check_like(op, h, "h", x, {d.N, d.T, d.H}, "(N, T, H)");
+  check_like(op, dh, "dh", x, {d.N, d.T, d.H}, "(N, T, H)");
   return d;
 }
 
@@ -75,8 +76,7 @@ inline Dims check_lstm_forward_inputs(const Tensor& x, const Tensor& h0, const T
                                       const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const char* op = "a3ext.lstm";
   const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, &b, 4);
-  check_same(op, x, "x", c0, "c0");
-  check_shape(op, c0, "c0", {d.N, d.H}, "(N, H)");
+  check_like(op, c0, "c0", x, {d.N, d.H}, "(N, H)");
   return d;
 }
 
@@ -87,28 +87,17 @@ inline Dims check_lstm_backward_inputs(const Tensor& dh, const Tensor& dc, const
                                        const Tensor& gates) {
   const char* op = "a3ext.lstm_backward";
   const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, nullptr, 4);
-  check_same(op, x, "x", c0, "c0");
-  check_shape(op, c0, "c0", {d.N, d.H}, "(N, H)");
-  check_sequence(op, h, "h", x, d, d.H, "(N, T, H)");
-  check_sequence(op, c, "c", x, d, d.H, "(N, T, H)");
-  check_sequence(op, gates, "gates", x, d, 4 * d.H, "(N, T, 4H)");
-  if (dh.defined()) check_sequence(op, dh, "dh", x, d, d.H, "(N, T, H)");
-  if (dc.defined()) check_sequence(op, dc, "dc", x, d, d.H, "(N, T, H)");
+  check_like(op, c0, "c0", x, {d.N, d.H}, "(N, H)");
+  check_like(op, h, "h", x, {d.N, d.T, d.H}, "(N, T, H)");
+  check_like(op, c, "c", x, {d.N, d.T, d.H}, "(N, T, H)");
+  check_like(op, gates, "gates", x, {d.N, d.T, 4 * d.H}, "(N, T, 4H)");
+  if (dh.defined()) check_like(op, dh, "dh", x, {d.N, d.T, d.H}, "(N, T, H)");
+  if (dc.defined()) check_like(op, dc, "dc", x, {d.N, d.T, d.H}, "(N, T, H)");
   return d;
 }
 
 inline Tensor defined_or_empty(const std::optional<Tensor>& t) {
   return t.has_value() && t->defined() ? *t : Tensor();
-}
-
-inline Tensor previous_states(const Tensor& h0, const Tensor& h) {
-  const int64_t N = h.size(0), T = h.size(1), H = h.size(2);
-  Tensor prev = at::empty({N, T, H}, h.options());
-  if (T > 0) {
-    prev.select(1, 0).copy_(h0);
-    if (T > 1) prev.narrow(1, 1, T - 1).copy_(h.narrow(1, 0, T - 1));
-  }
-  return prev.view({N * T, H});
 }
 
 
@@ -162,10 +151,41 @@ inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Ten
   return d;
 }
 
-inline void check_packed(const char* op, const Tensor& t, const char* name, const Tensor& x,
-                         int64_t rows, int64_t width, const char* shape_str) {
-  check_same(op, x, "x", t, name);
-  check_shape(op, t, name, {rows, width}, shape_str);
+// Where the per-step rows live, for both layouts the ops take: row (step t,
+// sequence n) of a buffer of width W starts at element row(t, n) * W.
+//   padded, batch-major (N, T, W): row(t, n) = n * T + t, every step has N rows;
+//   packed (PackedSequence): row(t, n) = off[t] + n, step t has batch_sizes[t]
+//   rows, the first sequences (sorted by non-increasing length).
+struct SeqLayout {
+  std::vector<int64_t> first;  // row(t, 0)
+  std::vector<int64_t> count;  // sequences running at step t (non-increasing)
+  int64_t stride;              // rows between consecutive sequences of one step
+  int64_t row(int64_t t, int64_t n) const { return first[t] + n * stride; }
+  int64_t steps() const { return static_cast<int64_t>(count.size()); }
+
+  static SeqLayout padded(int64_t N, int64_t T) {
+    SeqLayout l{std::vector<int64_t>(T), std::vector<int64_t>(T, N), T};
+    for (int64_t t = 0; t < T; ++t) l.first[t] = t;
+    return l;
+  }
+  static SeqLayout packed(const PackedDims& d) {
+    return SeqLayout{std::vector<int64_t>(d.off.begin(), d.off.end() - 1), d.bs, 1};
+  }
+};
+
+// [h_{t-1}] for every row (width H): the hidden state each row's step started
+// from, in the rows' own layout (h0 for step 0).
+inline Tensor previous_states(const Tensor& h0, const Tensor& h, const SeqLayout& l) {
+  const int64_t H = h.size(1);
+  Tensor prev = at::empty_like(h);
+  auto rows_of = [&](const Tensor& buf, int64_t t, int64_t n) {
+    return buf.as_strided({n, H}, {l.stride * H, 1}, buf.storage_offset() + l.row(t, 0) * H);
+  };
+  for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+    const int64_t n = l.count[t];
+    rows_of(prev, t, n).copy_(t == 0 ? h0.narrow(0, 0, n) : rows_of(h, t - 1, n));
+  }
+  return prev;
 }
 
 }  // namespace a3ext

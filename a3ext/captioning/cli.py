@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from .._util import positive_float
+from .._util import positive_float, torchrun_process_group
 
 __all__ = ["register_cli"]
 
@@ -56,20 +56,8 @@ def _ensure_data(args):
 def _train(args) -> int:
     """Single-process, or data-parallel under ``torchrun`` (``WORLD_SIZE`` > 1: gloo
     process group; only rank 0 prints and writes checkpoints)."""
-    import os
-
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    started_group = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-        started_group = True
-    try:
+    with torchrun_process_group():
         return _train_body(args)
-    finally:
-        if started_group:
-            dist.destroy_process_group()
 
 
 def _train_body(args) -> int:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .. import ops
 from .layers import temporal_affine, temporal_softmax_loss, word_embedding
 
-__all__ = ["CaptioningRNN", "CELL_TYPES"]
+__all__ = ["CaptioningRNN", "CELL_TYPES", "greedy_reference"]
 
 CELL_TYPES = ("rnn", "lstm")
 
@@ -274,3 +274,22 @@ class CaptioningRNN(nn.Module):
                 break
         best = (score / length.pow(length_penalty)).argmax(dim=1)
         return seqs[torch.arange(N), best]
+
+
+def greedy_reference(model: CaptioningRNN, features: Tensor, max_length: int = 30) -> Tensor:
+    """Greedy decoding the obvious way: one image at a time, one step op call per word.
+    The reference :meth:`CaptioningRNN.sample` must equal (tested) and the baseline its
+    speed is measured against (``benchmarks/bench_captioning.py``)."""
+    out = torch.full((features.shape[0], max_length), model._null, dtype=torch.long)
+    with torch.no_grad():
+        for n in range(features.shape[0]):
+            h = features[n:n + 1] @ model.W_proj + model.b_proj
+            c = torch.zeros_like(h) if model.cell_type == "lstm" else None
+            word = model._start
+            for t in range(max_length):
+                h, c = model._step(model.W_embed[word].unsqueeze(0), h, c)
+                word = int((h @ model.W_vocab + model.b_vocab).argmax())
+                out[n, t] = word
+                if word == model._end:
+                    break
+    return out

@@ -10,12 +10,12 @@ semi-supervised GAN classifier.
 """
 from __future__ import annotations
 
-from .._util import positive_int
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from .._util import positive_int, torchrun_process_group
 
 __all__ = ["register_cli", "main"]
 
@@ -44,12 +44,7 @@ def _cmd_train(args) -> int:
               file=sys.stderr)
         return 2
     _set_threads(args)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    started_group = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-        started_group = True
-    try:
+    with torchrun_process_group() as world:
         try:
             splits = load_digits(args.data, seed=args.split_seed)
         except (ValueError, FileNotFoundError) as exc:
@@ -86,9 +81,6 @@ def _cmd_train(args) -> int:
                 (out / "quality.json").write_text(json.dumps(summary["quality"], indent=2))
             if not args.quiet:
                 _print_json(summary)
-    finally:
-        if started_group:
-            dist.destroy_process_group()
     return 0
 
 

@@ -147,28 +147,6 @@ Tensor input_gradient(const Tensor& dpre2d, const Tensor& W, int64_t N, int64_t 
   return at::mm(dpre2d, W.t()).view({N, T, W.size(0)});
 }
 
-// Where the per-step rows live, for both layouts the ops take: row (step t,
-// sequence n) of a buffer of width W starts at element row(t, n) * W.
-//   padded, batch-major (N, T, W): row(t, n) = n * T + t, every step has N rows;
-//   packed (PackedSequence): row(t, n) = off[t] + n, step t has batch_sizes[t]
-//   rows, the first sequences (sorted by non-increasing length).
-struct SeqLayout {
-  std::vector<int64_t> first;  // row(t, 0)
-  std::vector<int64_t> count;  // sequences running at step t (non-increasing)
-  int64_t stride;              // rows between consecutive sequences of one step
-  int64_t row(int64_t t, int64_t n) const { return first[t] + n * stride; }
-  int64_t steps() const { return static_cast<int64_t>(count.size()); }
-
-  static SeqLayout padded(int64_t N, int64_t T) {
-    SeqLayout l{std::vector<int64_t>(T), std::vector<int64_t>(T, N), T};
-    for (int64_t t = 0; t < T; ++t) l.first[t] = t;
-    return l;
-  }
-  static SeqLayout packed(const PackedDims& d) {
-    return SeqLayout{std::vector<int64_t>(d.off.begin(), d.off.end() - 1), d.bs, 1};
-  }
-};
-
 // Sequence ranges [bounds[i], bounds[i+1]) for the BLAS path's threads, with
 // about the same number of (sequence, step) rows each (sorted packed sequences
 // get shorter towards the end, so an even split by count would be unbalanced).
@@ -299,21 +277,6 @@ Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, bool onednn) {
   if (onednn && a2d.size(0) > 0 && a2d.size(1) > 0 && dpre2d.size(1) > 0)
     return OneDnnLinear::get()(a2d.t(), dpre2d.t(), std::nullopt);
   return at::mm(a2d.t(), dpre2d);
-}
-
-// [h_{t-1}] for every row (width H): the hidden state each row's step started
-// from, in the rows' own layout (h0 for step 0).
-Tensor previous_states(const Tensor& h0, const Tensor& h, const SeqLayout& l) {
-  const int64_t H = h.size(1);
-  Tensor prev = at::empty_like(h);
-  auto rows_of = [&](const Tensor& buf, int64_t t, int64_t n) {
-    return buf.as_strided({n, H}, {l.stride * H, 1}, buf.storage_offset() + l.row(t, 0) * H);
-  };
-  for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
-    const int64_t n = l.count[t];
-    rows_of(prev, t, n).copy_(t == 0 ? h0.narrow(0, 0, n) : rows_of(h, t - 1, n));
-  }
-  return prev;
 }
 
 // dx, dWx, dWh, db from the pre-activation gradients dpre (rows, G): whole-sequence
@@ -495,8 +458,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
     const Tensor& Wh, const Tensor& h) {
   const char* op = "a3ext.rnn_packed_backward";
   const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 1);
-  check_packed(op, h, "h", x, d.P, d.H, "(P, H)");
-  check_packed(op, dh, "dh", x, d.P, d.H, "(P, H)");
+  check_like(op, h, "h", x, {d.P, d.H}, "(P, H)");
+  check_like(op, dh, "dh", x, {d.P, d.H}, "(P, H)");
   return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                        h.contiguous(), SeqLayout::packed(d));
 }
@@ -506,7 +469,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, cons
                                                            const Tensor& Wh, const Tensor& b) {
   const char* op = "a3ext.lstm_packed";
   const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, &b, 4);
-  check_packed(op, c0, "c0", x, d.B, d.H, "(B, H)");
+  check_like(op, c0, "c0", x, {d.B, d.H}, "(B, H)");
   return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                        b.contiguous(), SeqLayout::packed(d));
 }
@@ -518,12 +481,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_
   const char* op = "a3ext.lstm_packed_backward";
   const Tensor dh = defined_or_empty(dh_), dc = defined_or_empty(dc_);
   const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 4);
-  check_packed(op, c0, "c0", x, d.B, d.H, "(B, H)");
-  check_packed(op, h, "h", x, d.P, d.H, "(P, H)");
-  check_packed(op, c, "c", x, d.P, d.H, "(P, H)");
-  check_packed(op, gates, "gates", x, d.P, 4 * d.H, "(P, 4H)");
-  if (dh.defined()) check_packed(op, dh, "dh", x, d.P, d.H, "(P, H)");
-  if (dc.defined()) check_packed(op, dc, "dc", x, d.P, d.H, "(P, H)");
+  check_like(op, c0, "c0", x, {d.B, d.H}, "(B, H)");
+  check_like(op, h, "h", x, {d.P, d.H}, "(P, H)");
+  check_like(op, c, "c", x, {d.P, d.H}, "(P, H)");
+  check_like(op, gates, "gates", x, {d.P, 4 * d.H}, "(P, 4H)");
+  if (dh.defined()) check_like(op, dh, "dh", x, {d.P, d.H}, "(P, H)");
+  if (dc.defined()) check_like(op, dc, "dc", x, {d.P, d.H}, "(P, H)");
   return Lstm::backward(dh.defined() ? dh.contiguous() : Tensor(), dc.defined() ? dc.contiguous() : Tensor(),
                         x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                         h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d));

@@ -151,7 +151,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cuda(
   const Tensor da2 = da.view({d.N * d.T, d.H});
   Tensor dx = at::mm(da2, Wx.t()).view({d.N, d.T, d.D});
   Tensor dWx = at::mm(x.view({d.N * d.T, d.D}).t(), da2);
-  Tensor dWh = at::mm(previous_states(h0, h).t(), da2);
+  Tensor dWh = at::mm(previous_states(h0, h.contiguous().view({d.N * d.T, d.H}), SeqLayout::padded(d.N, d.T)).t(), da2);
   Tensor db = da2.sum(0);
   return {dx, dh_rec, dWx, dWh, db};
 }
@@ -224,7 +224,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cuda(
   const Tensor dg2 = dgates.view({d.N * d.T, G});
   Tensor dx = at::mm(dg2, Wx.t()).view({d.N, d.T, d.D});
   Tensor dWx = at::mm(x.view({d.N * d.T, d.D}).t(), dg2);
-  Tensor dWh = at::mm(previous_states(h0, h).t(), dg2);
+  Tensor dWh = at::mm(previous_states(h0, h.contiguous().view({d.N * d.T, d.H}), SeqLayout::padded(d.N, d.T)).t(), dg2);
   Tensor db = dg2.sum(0);
   return {dx, dh_rec, dc_carry, dWx, dWh, db};
 }
