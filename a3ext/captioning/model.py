@@ -137,9 +137,11 @@ class CaptioningRNN(nn.Module):
         if captions.dtype.is_floating_point or captions.dtype == torch.bool:
             raise TypeError(f"CaptioningRNN.loss: captions must be integers, but got {captions.dtype}")
         captions = captions.long()
-        if captions.numel() and (int(captions.min()) < 0 or int(captions.max()) >= self.vocab_size):
-            raise ValueError(f"CaptioningRNN.loss: caption word indices must be in [0, V) = [0, {self.vocab_size}), "
-                             f"but got values in [{int(captions.min())}, {int(captions.max())}]")
+        if captions.numel():
+            lo, hi = (int(v) for v in torch.aminmax(captions))
+            if lo < 0 or hi >= self.vocab_size:
+                raise ValueError(f"CaptioningRNN.loss: caption word indices must be in [0, V) = "
+                                 f"[0, {self.vocab_size}), but got values in [{lo}, {hi}]")
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
         h0 = torch.addmm(self.b_proj, features, self.W_proj)

@@ -19,7 +19,7 @@ and only rank 0 evaluates BLEU, prints, shows the progress bar and writes checkp
 """
 from __future__ import annotations
 
-from .._util import atomic_write
+import pickle
 import time
 from pathlib import Path
 from typing import Mapping
@@ -27,6 +27,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from .._util import atomic_write
 from .bleu import captions_to_tokens, corpus_bleu
 from .model import CaptioningRNN
 
@@ -49,7 +50,7 @@ def load_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign file, pickled code refused, ...
-        if isinstance(exc, __import__("pickle").UnpicklingError):
+        if isinstance(exc, pickle.UnpicklingError):
             why = "it is not a torch file, or holds objects other than tensors and plain containers"
         else:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
