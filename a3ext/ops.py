@@ -243,93 +243,358 @@ def _gram_backward_fake(grad, features, normalize):
 
 
 # ---------------------------------------------------------------------------
-# Autograd: the backward of each op is its own custom op.
-def _rnn_setup_context(ctx, inputs, output):
-    x, h0, Wx, Wh, _b = inputs
-    ctx.save_for_backward(x, h0, Wx, Wh, output)
+# Plain-torch composites: the same functions written with differentiable torch
+# ops (gate order i, f, o, g). They are the differentiable path of every
+# derivative beyond the first (double backward, forward mode, batched
+# gradients); the first derivative runs the C++ backward ops.
+def _rnn_composite(x, h0, Wx, Wh, b):
+    xw = x @ Wx + b
+    h, hs = h0, []
+    for t in range(x.shape[1]):
+        h = torch.tanh(xw[:, t] + h @ Wh)
+        hs.append(h)
+    return torch.stack(hs, 1) if hs else xw
 
 
-def _rnn_backward(ctx, dh):
-    x, h0, Wx, Wh, h = ctx.saved_tensors
-    return _ops.rnn_backward(dh, x, h0, Wx, Wh, h)
+def _lstm_cell(a, c):
+    H = c.shape[-1]
+    i, f, o = torch.sigmoid(a[:, : 3 * H]).chunk(3, 1)
+    c = f * c + i * torch.tanh(a[:, 3 * H:])
+    return o * torch.tanh(c), c
 
 
-
-torch.library.register_autograd(
-    "a3ext::rnn_forward", _rnn_backward, setup_context=_rnn_setup_context
-)
-
-
-def _lstm_setup_context(ctx, inputs, output):
-    x, h0, c0, Wx, Wh, _b = inputs
-    h, c, gates = output
-    ctx.mark_non_differentiable(gates)
-    # Unused outputs (usually c) get None instead of a zero tensor: the backward
-    # op skips them rather than reading zeros.
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(x, h0, c0, Wx, Wh, h, c, gates)
+def _lstm_composite(x, h0, c0, Wx, Wh, b):
+    xw = x @ Wx + b
+    h, c, hs, cs = h0, c0, [], []
+    for t in range(x.shape[1]):
+        h, c = _lstm_cell(xw[:, t] + h @ Wh, c)
+        hs.append(h)
+        cs.append(c)
+    if not hs:
+        H = h0.shape[-1]
+        return xw[..., :H], xw[..., H: 2 * H]
+    return torch.stack(hs, 1), torch.stack(cs, 1)
 
 
-def _lstm_backward(ctx, dh, dc, _dgates):
-    x, h0, c0, Wx, Wh, h, c, gates = ctx.saved_tensors
-    dx, dh0, dc0, dWx, dWh, db = _ops.lstm_backward(dh, dc, x, h0, c0, Wx, Wh, h, c, gates)
-    return dx, dh0, dc0, dWx, dWh, db
+def _rnn_packed_composite(x, batch_sizes, h0, Wx, Wh, b):
+    xw = x @ Wx + b
+    h, hs, start = h0, [], 0
+    for n in batch_sizes.tolist():
+        h = torch.tanh(xw[start: start + n] + h[:n] @ Wh)
+        hs.append(h)
+        start += n
+    return torch.cat(hs) if hs else xw
 
 
-torch.library.register_autograd(
-    "a3ext::lstm_forward", _lstm_backward, setup_context=_lstm_setup_context
-)
+def _lstm_packed_composite(x, batch_sizes, h0, c0, Wx, Wh, b):
+    xw = x @ Wx + b
+    h, c, hs, cs, start = h0, c0, [], [], 0
+    for n in batch_sizes.tolist():
+        h, c = _lstm_cell(xw[start: start + n] + h[:n] @ Wh, c[:n])
+        hs.append(h)
+        cs.append(c)
+        start += n
+    if not hs:
+        H = h0.shape[-1]
+        return xw[..., :H], xw[..., H: 2 * H]
+    return torch.cat(hs), torch.cat(cs)
 
 
-def _rnn_packed_setup_context(ctx, inputs, output):
-    x, batch_sizes, h0, Wx, Wh, _b = inputs
-    ctx.save_for_backward(x, batch_sizes, h0, Wx, Wh, output)
+def _gram_composite(features, normalize=True):
+    N, C = features.shape[:2]
+    F = features.reshape(N, C, -1)
+    G = F @ F.transpose(1, 2)
+    scale = C * F.shape[-1]
+    return G / scale if normalize and scale > 0 else G
 
 
-def _rnn_packed_backward(ctx, dh):
-    x, batch_sizes, h0, Wx, Wh, h = ctx.saved_tensors
-    dx, dh0, dWx, dWh, db = _ops.rnn_packed_backward(dh, x, batch_sizes, h0, Wx, Wh, h)
-    return dx, None, dh0, dWx, dWh, db
+# ---------------------------------------------------------------------------
+# Batching rules (vmap) of the forward ops: the vmapped dimension folds into
+# the op's own batch dimension (N for the padded sequence ops, the sequence
+# index for the packed ones, N for gram), so one C++ call serves the whole
+# vmapped batch. When the weights themselves are vmapped (an ensemble of
+# models) nothing folds, and the rule runs the op once per slice.
+def _leading(t: Tensor, dim: Optional[int], size: int) -> Tensor:
+    """t with its vmapped dimension first; an unbatched t expanded to size."""
+    return t.unsqueeze(0).expand(size, *t.shape) if dim is None else t.movedim(dim, 0)
 
 
-torch.library.register_autograd(
-    "a3ext::rnn_packed_forward", _rnn_packed_backward, setup_context=_rnn_packed_setup_context
-)
+def _vmap_by_slices(forward, info, in_dims, args):
+    outs = [forward(*(a if d is None else a.select(d, i) for a, d in zip(args, in_dims)))
+            for i in range(info.batch_size)]
+    if isinstance(outs[0], Tensor):
+        return torch.stack(outs), 0
+    return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
 
 
-def _lstm_packed_setup_context(ctx, inputs, output):
-    x, batch_sizes, h0, c0, Wx, Wh, _b = inputs
-    h, c, gates = output
-    ctx.mark_non_differentiable(gates)
-    ctx.set_materialize_grads(False)
-    ctx.save_for_backward(x, batch_sizes, h0, c0, Wx, Wh, h, c, gates)
+def _fold_padded(info, in_dims, args, n_state, forward):
+    """x (N, T, D) and the n_state initial states (N, H) fold (B, N) -> B*N."""
+    B = info.batch_size
+    x, states = _leading(args[0], in_dims[0], B), args[1: 1 + n_state]
+    x = x.reshape(-1, *x.shape[2:])
+    states = [_leading(s, d, B).flatten(0, 1) for s, d in zip(states, in_dims[1: 1 + n_state])]
+    out = forward(x, *states, *args[1 + n_state:])
+    outs = (out,) if isinstance(out, Tensor) else out
+    outs = tuple(o.reshape(B, -1, *o.shape[1:]) for o in outs)
+    return (outs[0], 0) if isinstance(out, Tensor) else (outs, (0,) * len(outs))
 
 
-def _lstm_packed_backward(ctx, dh, dc, _dgates):
-    x, batch_sizes, h0, c0, Wx, Wh, h, c, gates = ctx.saved_tensors
-    dx, dh0, dc0, dWx, dWh, db = _ops.lstm_packed_backward(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gates)
-    return dx, None, dh0, dc0, dWx, dWh, db
+def _fold_packed(info, in_dims, args, n_state, forward):
+    """Copy k of packed sequence s becomes sequence s*B + k: each step's rows
+    (B, b_t, D) -> (b_t*B, D), which is (B, P, D) -> (P, B, D) -> (P*B, D)."""
+    B = info.batch_size
+    if in_dims[1] is not None:
+        raise ValueError("a3ext packed ops: vmap over batch_sizes is not supported")
+    x, batch_sizes, states = _leading(args[0], in_dims[0], B), args[1], args[2: 2 + n_state]
+    x = x.transpose(0, 1).flatten(0, 1)
+    states = [_leading(s, d, B).transpose(0, 1).flatten(0, 1) for s, d in zip(states, in_dims[2: 2 + n_state])]
+    out = forward(x, batch_sizes * B, *states, *args[2 + n_state:])
+    outs = (out,) if isinstance(out, Tensor) else out
+    outs = tuple(o.reshape(-1, B, *o.shape[1:]) for o in outs)
+    return (outs[0], 1) if isinstance(out, Tensor) else (outs, (1,) * len(outs))
 
 
-torch.library.register_autograd(
-    "a3ext::lstm_packed_forward", _lstm_packed_backward, setup_context=_lstm_packed_setup_context
-)
+def _fold_gram(info, in_dims, args, forward):
+    B = info.batch_size
+    features = _leading(args[0], in_dims[0], B)
+    G = forward(features.flatten(0, 1), *args[1:])
+    return G.reshape(B, -1, *G.shape[1:]), 0
 
 
-def _gram_setup_context(ctx, inputs, output):
-    features, normalize = inputs
-    ctx.normalize = normalize
-    ctx.save_for_backward(features)
+# ---------------------------------------------------------------------------
+# Autograd. Every op is a torch.autograd.Function (setup_context style, with
+# jvp and vmap staticmethods), which is what torch.func's transforms, forward
+# mode and torch.compile all accept; the dispatcher ops get the same
+# setup_context/backward through torch.library.register_autograd.
+#
+# First derivative (backward with grad mode off, the ordinary .backward()):
+# the C++ backward op. Under create_graph=True / torch.func.grad the backward
+# is itself a Function (_FirstDerivative) whose forward is still that C++ op
+# and whose own derivatives, forward-mode and batching rule come from
+# torch.func applied to the plain-torch composite, so every higher derivative
+# is exact.
+class _OpSpec:
+    """One op: its dispatcher call, C++ backward, composite and layout."""
+
+    def __init__(self, name, forward, backward, composite, n_inputs, diff, n_outputs, n_diff_outputs,
+                 fold, weights=(), backward_takes_none=False):
+        self.name = name
+        self.forward = forward  # (*inputs) -> output or tuple of outputs
+        self.backward = backward  # (grads, inputs, outputs) -> gradients of the diff inputs
+        self.composite = composite  # (*inputs) -> differentiable outputs (one tensor or a tuple)
+        self.n_inputs, self.diff = n_inputs, diff  # diff: indices of differentiable inputs
+        self.n_outputs, self.n_diff_outputs = n_outputs, n_diff_outputs  # gates are not differentiable
+        self.fold = fold  # (info, in_dims, args, forward) -> (outputs, out_dims), one call
+        self.weights = weights  # inputs that must be unbatched for fold
+        self.backward_takes_none = backward_takes_none
+
+    def with_diff(self, inputs, diff_values):
+        full = list(inputs)
+        for i, v in zip(self.diff, diff_values):
+            full[i] = v
+        return full
+
+    def composite_of_diff(self, inputs):
+        """The composite as a function of the differentiable inputs only."""
+        return lambda *d: self.composite(*self.with_diff(inputs, d))
+
+    def composite_vjp(self, grads, inputs):
+        """Gradients of the diff inputs through the composite (differentiable)."""
+        _, pullback = torch.func.vjp(self.composite_of_diff(inputs), *(inputs[i] for i in self.diff))
+        return pullback(grads[0] if self.n_diff_outputs == 1 else tuple(grads))
 
 
-def _gram_backward(ctx, grad):
-    (features,) = ctx.saved_tensors
-    return _ops.gram_backward(grad, features, ctx.normalize), None
+def _jvp(f, primals, tangents):
+    """torch.func.jvp(f, primals, tangents)[1] computed with two reverse passes
+    (the VJP is linear in its cotangent u, and the VJP of u -> VJP(u) applied to
+    the tangents is J t), because forward AD cannot nest inside the jvp of an
+    autograd.Function run under torch.autograd.forward_ad."""
+    out, pullback = torch.func.vjp(f, *primals)
+    single = isinstance(out, Tensor)
+    u = torch.zeros_like(out) if single else tuple(torch.zeros_like(o) for o in out)
+    _, pullback_of_pullback = torch.func.vjp(pullback, u)
+    (t_out,) = pullback_of_pullback(tuple(tangents))
+    return t_out
 
 
-torch.library.register_autograd(
-    "a3ext::gram_forward", _gram_backward, setup_context=_gram_setup_context
-)
+_TENSOR = object()  # marks a tensor's slot in ctx.saved_args
+
+
+def _save_args(ctx, args) -> None:
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+    ctx.saved_args = tuple(_TENSOR if isinstance(a, Tensor) else a for a in args)
+
+
+def _saved_args(ctx) -> list:
+    tensors = iter(ctx.saved_tensors)
+    return [next(tensors) if a is _TENSOR else a for a in ctx.saved_args]
+
+
+def _materialize(values, like):
+    return [torch.zeros_like(o) if v is None else v for v, o in zip(values, like)]
+
+
+def _first_derivative_function(spec: _OpSpec):
+    """The backward of one op as a Function of (*grads, *inputs, *outputs)
+    returning the gradients of the differentiable inputs."""
+    n_g, n_in = spec.n_diff_outputs, spec.n_inputs
+
+    def split(args):
+        return list(args[:n_g]), list(args[n_g: n_g + n_in]), list(args[n_g + n_in:])
+
+    def as_function_of_primals(inputs):
+        """(*grads, *diff inputs) -> diff-input gradients, through the composite."""
+        return lambda *p: tuple(spec.composite_vjp(p[:n_g], spec.with_diff(inputs, p[n_g:])))
+
+    def primals(grads, inputs):
+        return (*grads, *(inputs[i] for i in spec.diff))
+
+    class FirstDerivative(torch.autograd.Function):
+        @staticmethod
+        def forward(*args):
+            grads, inputs, outputs = split(args)
+            return tuple(spec.backward(grads, inputs, outputs))
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            _save_args(ctx, inputs)
+
+        @staticmethod
+        def backward(ctx, *ggrads):
+            grads, inputs, outputs = split(_saved_args(ctx))
+            _, pullback = torch.func.vjp(as_function_of_primals(inputs), *primals(grads, inputs))
+            d = pullback(tuple(ggrads))
+            return (*d[:n_g], *spec.with_diff([None] * n_in, d[n_g:]), *([None] * len(outputs)))
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            grads, inputs, _ = split(_saved_args(ctx))
+            t_grads, t_inputs, _ = split(tangents)
+            p = primals(grads, inputs)
+            t = _materialize((*t_grads, *(t_inputs[i] for i in spec.diff)), p)
+            return _jvp(as_function_of_primals(inputs), p, t)
+
+        @staticmethod
+        def vmap(info, in_dims, *args):
+            grads, inputs, _ = split(args)
+            g_dims, in_dims_inputs, _ = split(in_dims)
+            if any(d is not None for i, d in enumerate(in_dims_inputs) if i not in spec.diff):
+                raise ValueError(f"{spec.name}: vmap over a non-differentiable input is not supported")
+            dims = (*g_dims, *(in_dims_inputs[i] for i in spec.diff))
+            fn = as_function_of_primals(inputs)
+            if all(d is None for d in dims):  # only the unused forward outputs are batched
+                return fn(*primals(grads, inputs)), (None,) * len(spec.diff)
+            return torch.vmap(fn, in_dims=dims)(*primals(grads, inputs)), (0,) * len(spec.diff)
+
+    FirstDerivative.__name__ = FirstDerivative.__qualname__ = f"{spec.name}_backward"
+    return FirstDerivative
+
+
+def _op_function(spec: _OpSpec):
+    """The Function of one op, and its backward (also the dispatcher op's)."""
+    first_derivative = _first_derivative_function(spec)
+    n_in = spec.n_inputs
+
+    def setup_context(ctx, inputs, output):
+        outputs = (output,) if isinstance(output, Tensor) else tuple(output)
+        if len(outputs) > spec.n_diff_outputs:
+            ctx.mark_non_differentiable(*outputs[spec.n_diff_outputs:])
+        # Unused outputs (an LSTM's c) get None: the C++ backward skips them.
+        ctx.set_materialize_grads(False)
+        _save_args(ctx, (*inputs, *outputs))
+
+    def backward(ctx, *grads):
+        args = _saved_args(ctx)
+        inputs, outputs = args[:n_in], args[n_in:]
+        grads = grads[: spec.n_diff_outputs]
+        if torch.is_grad_enabled():  # create_graph=True or a torch.func transform
+            d = first_derivative.apply(*_materialize(grads, outputs), *inputs, *outputs)
+        else:
+            if not spec.backward_takes_none:
+                grads = _materialize(grads, outputs)
+            d = spec.backward(grads, inputs, outputs)
+        return tuple(spec.with_diff([None] * n_in, d))
+
+    class Op(torch.autograd.Function):
+        @staticmethod
+        def forward(*inputs):
+            return spec.forward(*inputs)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            setup_context(ctx, inputs, output)
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return backward(ctx, *grads)
+
+        @staticmethod
+        def jvp(ctx, *tangents):
+            inputs = _saved_args(ctx)[:n_in]
+            p = [inputs[i] for i in spec.diff]
+            t = _materialize([tangents[i] for i in spec.diff], p)
+            out_t = _jvp(spec.composite_of_diff(inputs), p, t)
+            out_t = (out_t,) if isinstance(out_t, Tensor) else tuple(out_t)
+            if spec.n_outputs == 1:
+                return out_t[0]
+            return (*out_t, *([None] * (spec.n_outputs - spec.n_diff_outputs)))
+
+        @staticmethod
+        def vmap(info, in_dims, *inputs):
+            if all(in_dims[i] is None for i in spec.weights):
+                return spec.fold(info, in_dims, inputs, spec.forward)
+            return _vmap_by_slices(spec.forward, info, in_dims, inputs)
+
+    Op.__name__ = Op.__qualname__ = spec.name
+    return Op, setup_context, backward
+
+
+def _bind(spec: _OpSpec):
+    """The op's callable: its Function in eager mode, the dispatcher op (with the
+    same autograd formula, registered here) under torch.compile, since Dynamo
+    does not trace a Function with a jvp staticmethod."""
+    function, setup_context, backward = _op_function(spec)
+    torch.library.register_autograd(f"a3ext::{spec.name.split('.')[1]}_forward", backward,
+                                    setup_context=setup_context)
+
+    def apply(*inputs):
+        if torch.compiler.is_compiling():
+            return spec.forward(*inputs)
+        return function.apply(*inputs)
+
+    apply.function = function
+    return apply
+
+
+_Rnn = _bind(_OpSpec(
+    "a3ext.rnn", _ops.rnn_forward,
+    lambda g, i, o: _ops.rnn_backward(g[0], *i[:4], o[0]),
+    _rnn_composite, n_inputs=5, diff=(0, 1, 2, 3, 4), n_outputs=1, n_diff_outputs=1,
+    fold=lambda info, dims, args, f: _fold_padded(info, dims, args, 1, f), weights=(2, 3, 4)))
+_Lstm = _bind(_OpSpec(
+    "a3ext.lstm", _ops.lstm_forward,
+    lambda g, i, o: _ops.lstm_backward(*g, *i[:5], *o),
+    _lstm_composite, n_inputs=6, diff=(0, 1, 2, 3, 4, 5), n_outputs=3, n_diff_outputs=2,
+    fold=lambda info, dims, args, f: _fold_padded(info, dims, args, 2, f), weights=(3, 4, 5),
+    backward_takes_none=True))
+_RnnPacked = _bind(_OpSpec(
+    "a3ext.rnn_packed", _ops.rnn_packed_forward,
+    lambda g, i, o: _ops.rnn_packed_backward(g[0], *i[:5], o[0]),
+    _rnn_packed_composite, n_inputs=6, diff=(0, 2, 3, 4, 5), n_outputs=1, n_diff_outputs=1,
+    fold=lambda info, dims, args, f: _fold_packed(info, dims, args, 1, f), weights=(3, 4, 5)))
+_LstmPacked = _bind(_OpSpec(
+    "a3ext.lstm_packed", _ops.lstm_packed_forward,
+    lambda g, i, o: _ops.lstm_packed_backward(*g, *i[:6], *o),
+    _lstm_packed_composite, n_inputs=7, diff=(0, 2, 3, 4, 5, 6), n_outputs=3, n_diff_outputs=2,
+    fold=lambda info, dims, args, f: _fold_packed(info, dims, args, 2, f), weights=(4, 5, 6),
+    backward_takes_none=True))
+_Gram = _bind(_OpSpec(
+    "a3ext.gram", _ops.gram_forward,
+    lambda g, i, o: (_ops.gram_backward(g[0], *i),),
+    _gram_composite, n_inputs=2, diff=(0,), n_outputs=1, n_diff_outputs=1,
+    fold=lambda info, dims, args, f: _fold_gram(info, dims, args, f)))
 
 
 # ---------------------------------------------------------------------------
@@ -340,7 +605,7 @@ def rnn(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H), the hidden
     state of every step (h0 excluded). float32 or float64; differentiable in every input.
     """
-    return _ops.rnn_forward(x, h0, Wx, Wh, b)
+    return _Rnn(x, h0, Wx, Wh, b)
 
 
 def _check_step(op: str, x: Tensor, prev_h: Tensor) -> None:
@@ -351,7 +616,7 @@ def _check_step(op: str, x: Tensor, prev_h: Tensor) -> None:
 def rnn_step(x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     """One vanilla RNN step: x (N, D), prev_h (N, H) -> next_h = tanh(x Wx + prev_h Wh + b)."""
     _check_step("a3ext.rnn_step", x, prev_h)
-    return _ops.rnn_forward(x.unsqueeze(1), prev_h, Wx, Wh, b).squeeze(1)
+    return _Rnn(x.unsqueeze(1), prev_h, Wx, Wh, b).squeeze(1)
 
 
 def lstm(
@@ -364,7 +629,7 @@ def lstm(
     """
     if c0 is None:
         c0 = h0.new_zeros(h0.shape) if h0.dim() == 2 else h0
-    return _ops.lstm_forward(x, h0, c0, Wx, Wh, b)[0]
+    return _Lstm(x, h0, c0, Wx, Wh, b)[0]
 
 
 def lstm_step(
@@ -372,7 +637,7 @@ def lstm_step(
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step: x (N, D), prev_h (N, H), prev_c (N, H) -> (next_h, next_c)."""
     _check_step("a3ext.lstm_step", x, prev_h)
-    h, c, _ = _ops.lstm_forward(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
+    h, c, _ = _Lstm(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
     return h.squeeze(1), c.squeeze(1)
 
 
@@ -386,7 +651,7 @@ def rnn_packed(x: Tensor, batch_sizes: Tensor, h0: Tensor, Wx: Tensor, Wh: Tenso
     non-increasing, each <= B. h0 (B, H) -> h (P, H) in the same packed order.
     Equal to :func:`rnn` on the padded batch at every valid position. CPU only.
     """
-    return _ops.rnn_packed_forward(x, batch_sizes, h0, Wx, Wh, b)
+    return _RnnPacked(x, batch_sizes, h0, Wx, Wh, b)
 
 
 def lstm_packed(
@@ -396,7 +661,7 @@ def lstm_packed(
     the layout. x (P, D), h0 / c0 (B, H) (c0 None = zeros) -> h (P, H). CPU only."""
     if c0 is None:
         c0 = h0.new_zeros(h0.shape) if h0.dim() == 2 else h0
-    return _ops.lstm_packed_forward(x, batch_sizes, h0, c0, Wx, Wh, b)[0]
+    return _LstmPacked(x, batch_sizes, h0, c0, Wx, Wh, b)[0]
 
 
 def pack_lengths(lengths: Tensor, T: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -434,7 +699,7 @@ def gram(features: Tensor, normalize: bool = True) -> Tensor:
     and mirrors it (C >= 64, H*W >= 1024), with the scale folded into the GEMM; the
     backward ``dF = s (dG + dG^T) F`` is one GEMM per image. float32 / float64.
     """
-    return _ops.gram_forward(features, normalize)
+    return _Gram(features, normalize)
 
 
 def cpu_isa() -> str:
