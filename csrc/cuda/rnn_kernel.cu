@@ -25,6 +25,12 @@ constexpr int kThreads = 256;
 
 inline int blocks_for(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
 
+// The time loops launch one pointwise kernel per step over N*H threads: with no
+// rows or no hidden units there is nothing to do, and a zero-size grid is an
+// "invalid configuration argument" launch error. Everything after the loops
+// (the whole-sequence GEMMs, reductions) handles empty sizes by itself.
+inline bool has_step_work(const Dims& d) { return d.N > 0 && d.T > 0 && d.H > 0; }
+
 template <typename T>
 __device__ __forceinline__ T sigmoid(T x) {
   return T(1) / (T(1) + exp(-x));
@@ -110,7 +116,7 @@ Tensor rnn_forward_cuda(const Tensor& x_, const Tensor& h0_, const Tensor& Wx_, 
   const Tensor x = x_.contiguous(), h0 = h0_.contiguous(), Wx = Wx_.contiguous(),
                Wh = Wh_.contiguous(), b = b_.contiguous();
   Tensor h = at::addmm(b, x.view({d.N * d.T, d.D}), Wx).view({d.N, d.T, d.H});
-  if (d.N == 0) return h;
+  if (!has_step_work(d)) return h;
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward_cuda", [&] {
     for (int64_t t = 0; t < d.T; ++t) {
@@ -133,7 +139,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cuda(
                Wh = Wh_.contiguous(), h = h_.contiguous(), dh = dh_.contiguous();
   Tensor da = at::empty({d.N, d.T, d.H}, x.options());
   Tensor dh_rec = at::zeros({d.N, d.H}, x.options());
-  if (d.N > 0) {
+  if (has_step_work(d)) {
     const auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_backward_cuda", [&] {
       for (int64_t t = d.T - 1; t >= 0; --t) {
@@ -167,7 +173,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_cuda(const Tensor& x_, const Ten
   Tensor gates = at::addmm(b, x.view({d.N * d.T, d.D}), Wx).view({d.N, d.T, G});
   Tensor h = at::empty({d.N, d.T, d.H}, x.options());
   Tensor c = at::empty({d.N, d.T, d.H}, x.options());
-  if (d.N == 0) return {h, c, gates};
+  if (!has_step_work(d)) return {h, c, gates};
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward_cuda", [&] {
     for (int64_t t = 0; t < d.T; ++t) {
@@ -202,7 +208,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cuda(
   Tensor dgates = at::empty({d.N, d.T, G}, x.options());
   Tensor dh_rec = at::zeros({d.N, d.H}, x.options());
   Tensor dc_carry = at::zeros({d.N, d.H}, x.options());
-  if (d.N > 0) {
+  if (has_step_work(d)) {
     const auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward_cuda", [&] {
       using T = scalar_t;
