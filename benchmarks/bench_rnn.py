@@ -6,12 +6,20 @@ PyTorch composite, and the GEMM floor; interleaved, warm-up, medians.
 
 The GEMM floor is the op's FLOP count (forward 2*N*T*(D+H)*G*H with G = 4 for
 the LSTM and 1 for the RNN; forward+backward 3x that) at the rate of a
-1024x1024x1024 torch.mm (the BLAS sgemm/dgemm rate), timed interleaved with the
-cases of every row so that it sees the same machine state.
+1024x1024x1024 torch.mm (4096 on CUDA; the BLAS sgemm/dgemm rate), timed
+interleaved with the cases of every row so that it sees the same machine state.
+
+On CUDA, float32 GEMMs run in full IEEE precision (torch's default, set
+explicitly here), and torch.nn (cuDNN) is timed twice: in IEEE precision (the
+fair comparison, column "torch.nn") and with cuDNN's default TF32 tensor-core math
+("torch.nn TF32"). The sanity check that the implementations agree runs in IEEE
+precision: TF32 (10-bit mantissa) is far outside its 1e-4 tolerance. CUDA timings
+are CUDA events around each call.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -24,6 +32,19 @@ import a3ext  # noqa: E402,F401
 from a3ext import ops  # noqa: E402
 
 CONFIGS = [(25, 16, 256, 512), (50, 16, 256, 512), (128, 16, 512, 512), (10, 100, 128, 128)]
+# the issue's GPU targets (N, T, D, H)
+CUDA_CONFIGS = [(64, 50, 512, 512), (128, 100, 1024, 1024), (32, 200, 256, 256)]
+
+
+@contextlib.contextmanager
+def cudnn_tf32(enabled: bool):
+    """cuDNN's TF32 math on or off (torch's default: on) for the duration."""
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
 
 
 def torch_gate_order(W: torch.Tensor, H: int) -> torch.Tensor:
@@ -81,8 +102,9 @@ def make_cases(cell, N, T, D, H, dtype, device, backward):
         tn = lambda: mod(x, h0_3)[0]  # noqa: E731
     comp = lambda: per_step_composite(cell, *leaves)  # noqa: E731
 
-    # sanity: the three implementations agree before anything is timed
-    with torch.no_grad():
+    # sanity: the three implementations agree before anything is timed (in IEEE
+    # precision: cuDNN's default TF32 would be ~1e-3 off)
+    with torch.no_grad(), cudnn_tf32(False):
         ref = comp()
         for name, f in (("a3ext", a3), ("torch.nn", tn)):
             err = (f() - ref).abs().max().item()
@@ -102,10 +124,27 @@ def make_cases(cell, N, T, D, H, dtype, device, backward):
                     t.grad = None
         return run
 
-    big_a = torch.randn(1024, 1024, dtype=dtype, device=device)
-    big_b = torch.randn(1024, 1024, dtype=dtype, device=device)
-    return {"a3ext": wrap(a3), "torch.nn": wrap(tn), "composite": wrap(comp),
-            "gemm1024": lambda: torch.mm(big_a, big_b)}
+    n = gemm_size(device)
+    big_a = torch.randn(n, n, dtype=dtype, device=device)
+    big_b = torch.randn(n, n, dtype=dtype, device=device)
+    cases = {"a3ext": wrap(a3), "torch.nn": wrap(tn), "composite": wrap(comp), "gemm": lambda: torch.mm(big_a, big_b)}
+    if device == "cuda":
+        # cuDNN: IEEE ("torch.nn") and its default TF32 math ("torch.nn TF32")
+        ieee, tf32 = wrap(tn), wrap(tn)
+
+        def tn_ieee():
+            with cudnn_tf32(False):
+                ieee()
+
+        def tn_tf32():
+            with cudnn_tf32(True):
+                tf32()
+        cases["torch.nn"], cases["torch.nn TF32"] = tn_ieee, tn_tf32
+    return cases
+
+
+def gemm_size(device: str) -> int:
+    return 4096 if device == "cuda" else 1024
 
 
 def main(argv=None):
@@ -118,11 +157,17 @@ def main(argv=None):
     p.add_argument("--configs", default=None, help="e.g. 50x16x256x512,10x100x128x128")
     p.add_argument("--json", default="bench_results/bench_rnn.json")
     args = p.parse_args(argv)
-    configs = CONFIGS if not args.configs else [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
+    default = CUDA_CONFIGS if args.device == "cuda" else CONFIGS
+    configs = default if not args.configs else [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
+    cuda = args.device == "cuda"
+    if cuda:
+        torch.set_float32_matmul_precision("highest")  # cuBLAS float32 in IEEE precision (a3ext, composite)
 
     rows = []
+    extra = (f"  gpu {torch.cuda.get_device_name()}  cudnn {torch.backends.cudnn.version()}  "
+             f"float32 matmul precision {torch.get_float32_matmul_precision()}") if cuda else ""
     print(f"# bench_rnn  torch {torch.__version__}  threads {torch.get_num_threads()}  "
-          f"device {args.device}  a3ext pointwise ISA {ops.cpu_isa()}")
+          f"device {args.device}  a3ext pointwise ISA {ops.cpu_isa()}{extra}")
     for dname in args.dtype.split(","):
         dtype = getattr(torch, dname)
         for cell in args.cell.split(","):
@@ -131,26 +176,33 @@ def main(argv=None):
                 for backward in (False, True):
                     cases = make_cases(cell, N, T, D, H, dtype, args.device, backward)
                     t = interleaved(cases, args.device, args.reps, args.warmup)
-                    rate = 2.0 * 1024**3 / t["gemm1024"]
+                    rate = 2.0 * gemm_size(args.device) ** 3 / t["gemm"]
                     flops = 2.0 * N * T * (D + H) * G * H * (3 if backward else 1)
                     floor = flops / rate
                     row = dict(
                         cell=cell, dtype=dname, shape=f"{N}x{T}x{D}x{H}",
                         pass_="fwd+bwd" if backward else "fwd",
                         a3ext_ms=t["a3ext"] * 1e3, torch_ms=t["torch.nn"] * 1e3,
+                        torch_tf32_ms=t["torch.nn TF32"] * 1e3 if "torch.nn TF32" in t else None,
                         composite_ms=t["composite"] * 1e3, floor_ms=floor * 1e3,
-                        vs_torch=t["torch.nn"] / t["a3ext"], vs_composite=t["composite"] / t["a3ext"],
+                        vs_torch=t["torch.nn"] / t["a3ext"],
+                        vs_torch_tf32=t["torch.nn TF32"] / t["a3ext"] if "torch.nn TF32" in t else None,
+                        vs_composite=t["composite"] / t["a3ext"],
                         over_floor=t["a3ext"] / floor, gemm_gflops=rate / 1e9,
                     )
                     rows.append(row)
+                    tf32 = f", torch.nn TF32 {row['torch_tf32_ms']:.2f} ms" if cuda else ""
                     print(f"  {cell} {dname} {row['shape']} {row['pass_']}: a3ext {row['a3ext_ms']:.2f} ms, "
-                          f"torch.nn {row['torch_ms']:.2f} ms, composite {row['composite_ms']:.2f} ms, "
+                          f"torch.nn {row['torch_ms']:.2f} ms{tf32}, composite {row['composite_ms']:.2f} ms, "
                           f"floor {row['floor_ms']:.2f} ms", flush=True)
     print()
+    tf32_cols = [("torch_tf32_ms", "torch.nn TF32 ms", ".2f")] if cuda else []
+    tf32_speedup = [("vs_torch_tf32", "speedup vs TF32", ".2f")] if cuda else []
     print_table(rows, [
         ("cell", "cell", "s"), ("dtype", "dtype", "s"), ("shape", "N x T x D x H", "s"), ("pass_", "pass", "s"),
-        ("a3ext_ms", "a3ext ms", ".2f"), ("torch_ms", "torch.nn ms", ".2f"), ("composite_ms", "composite ms", ".2f"),
-        ("floor_ms", "GEMM floor ms", ".2f"), ("vs_torch", "speedup vs torch.nn", ".2f"),
+        ("a3ext_ms", "a3ext ms", ".2f"), ("torch_ms", "torch.nn ms", ".2f"), *tf32_cols,
+        ("composite_ms", "composite ms", ".2f"),
+        ("floor_ms", "GEMM floor ms", ".2f"), ("vs_torch", "speedup vs torch.nn", ".2f"), *tf32_speedup,
         ("vs_composite", "speedup vs composite", ".2f"), ("over_floor", "a3ext / floor", ".2f"),
         ("gemm_gflops", "GEMM GFLOP/s", ".0f"),
     ])
