@@ -163,7 +163,7 @@ def main(argv=None):
     if cuda:
         torch.set_float32_matmul_precision("highest")  # cuBLAS float32 in IEEE precision (a3ext, composite)
 
-    rows = []
+    rows, failures = [], []
     extra = (f"  gpu {torch.cuda.get_device_name()}  cudnn {torch.backends.cudnn.version()}  "
              f"float32 matmul precision {torch.get_float32_matmul_precision()}") if cuda else ""
     print(f"# bench_rnn  torch {torch.__version__}  threads {torch.get_num_threads()}  "
@@ -174,7 +174,12 @@ def main(argv=None):
             G = 4 if cell == "lstm" else 1
             for (N, T, D, H) in configs:
                 for backward in (False, True):
-                    cases = make_cases(cell, N, T, D, H, dtype, args.device, backward)
+                    try:
+                        cases = make_cases(cell, N, T, D, H, dtype, args.device, backward)
+                    except AssertionError as e:  # report it, time the other rows (one GPU run must show all)
+                        failures.append(f"{cell} {dname} {N}x{T}x{D}x{H} {'fwd+bwd' if backward else 'fwd'}: {e}")
+                        print(f"  SANITY CHECK FAILED: {failures[-1]}", flush=True)
+                        continue
                     t = interleaved(cases, args.device, args.reps, args.warmup)
                     rate = 2.0 * gemm_size(args.device) ** 3 / t["gemm"]
                     flops = 2.0 * N * T * (D + H) * G * H * (3 if backward else 1)
@@ -206,8 +211,11 @@ def main(argv=None):
         ("vs_composite", "speedup vs composite", ".2f"), ("over_floor", "a3ext / floor", ".2f"),
         ("gemm_gflops", "GEMM GFLOP/s", ".0f"),
     ])
-    write_json(args.json, {"environment": environment(args.device), "rows": rows})
+    write_json(args.json, {"environment": environment(args.device), "rows": rows, "failures": failures})
     print(f"\nwrote {args.json}")
+    if failures:
+        print(f"{len(failures)} sanity check(s) failed:\n  " + "\n  ".join(failures))
+        sys.exit(1)
 
 
 if __name__ == "__main__":
