@@ -387,6 +387,7 @@ class _OpSpec:
         self.fold = fold  # (info, in_dims, args, forward) -> (outputs, out_dims), one call
         self.weights = weights  # inputs that must be unbatched for fold
         self.backward_takes_none = backward_takes_none
+        self.class_name = "".join(w.capitalize() for w in name.split(".")[1].split("_"))  # LstmPacked
 
     def with_diff(self, inputs, diff_values):
         full = list(inputs)
@@ -436,6 +437,12 @@ def _materialize(values, like):
     return [torch.zeros_like(o) if v is None else v for v, o in zip(values, like)]
 
 
+def _function_class(name, doc, **staticmethods):
+    """A torch.autograd.Function subclass named name (its grad_fn: nameBackward)."""
+    body = {k: staticmethod(f) for k, f in staticmethods.items()}
+    return type(name, (torch.autograd.Function,), {"__doc__": doc, "__module__": __name__, **body})
+
+
 def _first_derivative_function(spec: _OpSpec):
     """The backward of one op as a Function of (*grads, *inputs, *outputs)
     returning the gradients of the differentiable inputs."""
@@ -451,45 +458,39 @@ def _first_derivative_function(spec: _OpSpec):
     def primals(grads, inputs):
         return (*grads, *(inputs[i] for i in spec.diff))
 
-    class FirstDerivative(torch.autograd.Function):
-        @staticmethod
-        def forward(*args):
-            grads, inputs, outputs = split(args)
-            return tuple(spec.backward(grads, inputs, outputs))
+    def forward(*args):
+        grads, inputs, outputs = split(args)
+        return tuple(spec.backward(grads, inputs, outputs))
 
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            _save_args(ctx, inputs)
+    def setup_context(ctx, inputs, output):
+        _save_args(ctx, inputs)
 
-        @staticmethod
-        def backward(ctx, *ggrads):
-            grads, inputs, outputs = split(_saved_args(ctx))
-            _, pullback = torch.func.vjp(as_function_of_primals(inputs), *primals(grads, inputs))
-            d = pullback(tuple(ggrads))
-            return (*d[:n_g], *spec.with_diff([None] * n_in, d[n_g:]), *([None] * len(outputs)))
+    def backward(ctx, *ggrads):
+        grads, inputs, outputs = split(_saved_args(ctx))
+        _, pullback = torch.func.vjp(as_function_of_primals(inputs), *primals(grads, inputs))
+        d = pullback(tuple(ggrads))
+        return (*d[:n_g], *spec.with_diff([None] * n_in, d[n_g:]), *([None] * len(outputs)))
 
-        @staticmethod
-        def jvp(ctx, *tangents):
-            grads, inputs, _ = split(_saved_args(ctx))
-            t_grads, t_inputs, _ = split(tangents)
-            p = primals(grads, inputs)
-            t = _materialize((*t_grads, *(t_inputs[i] for i in spec.diff)), p)
-            return _jvp(as_function_of_primals(inputs), p, t)
+    def jvp(ctx, *tangents):
+        grads, inputs, _ = split(_saved_args(ctx))
+        t_grads, t_inputs, _ = split(tangents)
+        p = primals(grads, inputs)
+        t = _materialize((*t_grads, *(t_inputs[i] for i in spec.diff)), p)
+        return _jvp(as_function_of_primals(inputs), p, t)
 
-        @staticmethod
-        def vmap(info, in_dims, *args):
-            grads, inputs, _ = split(args)
-            g_dims, in_dims_inputs, _ = split(in_dims)
-            if any(d is not None for i, d in enumerate(in_dims_inputs) if i not in spec.diff):
-                raise ValueError(f"{spec.name}: vmap over a non-differentiable input is not supported")
-            dims = (*g_dims, *(in_dims_inputs[i] for i in spec.diff))
-            fn = as_function_of_primals(inputs)
-            if all(d is None for d in dims):  # only the unused forward outputs are batched
-                return fn(*primals(grads, inputs)), (None,) * len(spec.diff)
-            return torch.vmap(fn, in_dims=dims)(*primals(grads, inputs)), (0,) * len(spec.diff)
+    def vmap(info, in_dims, *args):
+        grads, inputs, _ = split(args)
+        g_dims, in_dims_inputs, _ = split(in_dims)
+        if any(d is not None for i, d in enumerate(in_dims_inputs) if i not in spec.diff):
+            raise ValueError(f"{spec.name}: vmap over a non-differentiable input is not supported")
+        dims = (*g_dims, *(in_dims_inputs[i] for i in spec.diff))
+        fn = as_function_of_primals(inputs)
+        if all(d is None for d in dims):  # only the unused forward outputs are batched
+            return fn(*primals(grads, inputs)), (None,) * len(spec.diff)
+        return torch.vmap(fn, in_dims=dims)(*primals(grads, inputs)), (0,) * len(spec.diff)
 
-    FirstDerivative.__name__ = FirstDerivative.__qualname__ = f"{spec.name}_backward"
-    return FirstDerivative
+    return _function_class(f"{spec.class_name}Vjp", f"The first derivative of {spec.name}.", forward=forward,
+                           setup_context=setup_context, backward=backward, jvp=jvp, vmap=vmap)
 
 
 def _op_function(spec: _OpSpec):
@@ -517,38 +518,27 @@ def _op_function(spec: _OpSpec):
             d = spec.backward(grads, inputs, outputs)
         return tuple(spec.with_diff([None] * n_in, d))
 
-    class Op(torch.autograd.Function):
-        @staticmethod
-        def forward(*inputs):
-            return spec.forward(*inputs)
+    def forward(*inputs):
+        return spec.forward(*inputs)
 
-        @staticmethod
-        def setup_context(ctx, inputs, output):
-            setup_context(ctx, inputs, output)
+    def jvp(ctx, *tangents):
+        inputs = _saved_args(ctx)[:n_in]
+        p = [inputs[i] for i in spec.diff]
+        t = _materialize([tangents[i] for i in spec.diff], p)
+        out_t = _jvp(spec.composite_of_diff(inputs), p, t)
+        out_t = (out_t,) if isinstance(out_t, Tensor) else tuple(out_t)
+        if spec.n_outputs == 1:
+            return out_t[0]
+        return (*out_t, *([None] * (spec.n_outputs - spec.n_diff_outputs)))
 
-        @staticmethod
-        def backward(ctx, *grads):
-            return backward(ctx, *grads)
+    def vmap(info, in_dims, *inputs):
+        if all(in_dims[i] is None for i in spec.weights):
+            return spec.fold(info, in_dims, inputs, spec.forward)
+        return _vmap_by_slices(spec.forward, info, in_dims, inputs)
 
-        @staticmethod
-        def jvp(ctx, *tangents):
-            inputs = _saved_args(ctx)[:n_in]
-            p = [inputs[i] for i in spec.diff]
-            t = _materialize([tangents[i] for i in spec.diff], p)
-            out_t = _jvp(spec.composite_of_diff(inputs), p, t)
-            out_t = (out_t,) if isinstance(out_t, Tensor) else tuple(out_t)
-            if spec.n_outputs == 1:
-                return out_t[0]
-            return (*out_t, *([None] * (spec.n_outputs - spec.n_diff_outputs)))
-
-        @staticmethod
-        def vmap(info, in_dims, *inputs):
-            if all(in_dims[i] is None for i in spec.weights):
-                return spec.fold(info, in_dims, inputs, spec.forward)
-            return _vmap_by_slices(spec.forward, info, in_dims, inputs)
-
-    Op.__name__ = Op.__qualname__ = spec.name
-    return Op, setup_context, backward
+    function = _function_class(spec.class_name, f"{spec.name} as an autograd.Function.", forward=forward,
+                               setup_context=setup_context, backward=backward, jvp=jvp, vmap=vmap)
+    return function, setup_context, backward
 
 
 def _bind(spec: _OpSpec):
