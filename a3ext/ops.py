@@ -301,10 +301,9 @@ def _lstm_packed_composite(x, batch_sizes, h0, c0, Wx, Wh, b):
 
 
 def _gram_composite(features, normalize=True):
-    N, C = features.shape[:2]
-    F = features.reshape(N, C, -1)
+    F = features.flatten(2)
     G = F @ F.transpose(1, 2)
-    scale = C * F.shape[-1]
+    scale = F.shape[1] * F.shape[2]
     return G / scale if normalize and scale > 0 else G
 
 
@@ -331,11 +330,12 @@ def _fold_padded(info, in_dims, args, n_state, forward):
     """x (N, T, D) and the n_state initial states (N, H) fold (B, N) -> B*N."""
     B = info.batch_size
     x, states = _leading(args[0], in_dims[0], B), args[1: 1 + n_state]
-    x = x.reshape(-1, *x.shape[2:])
+    N = x.shape[1]
+    x = x.flatten(0, 1)
     states = [_leading(s, d, B).flatten(0, 1) for s, d in zip(states, in_dims[1: 1 + n_state])]
     out = forward(x, *states, *args[1 + n_state:])
     outs = (out,) if isinstance(out, Tensor) else out
-    outs = tuple(o.reshape(B, -1, *o.shape[1:]) for o in outs)
+    outs = tuple(o.reshape(B, N, *o.shape[1:]) for o in outs)
     return (outs[0], 0) if isinstance(out, Tensor) else (outs, (0,) * len(outs))
 
 
@@ -346,11 +346,12 @@ def _fold_packed(info, in_dims, args, n_state, forward):
     if in_dims[1] is not None:
         raise ValueError("a3ext packed ops: vmap over batch_sizes is not supported")
     x, batch_sizes, states = _leading(args[0], in_dims[0], B), args[1], args[2: 2 + n_state]
+    P = x.shape[1]
     x = x.transpose(0, 1).flatten(0, 1)
     states = [_leading(s, d, B).transpose(0, 1).flatten(0, 1) for s, d in zip(states, in_dims[2: 2 + n_state])]
     out = forward(x, batch_sizes * B, *states, *args[2 + n_state:])
     outs = (out,) if isinstance(out, Tensor) else out
-    outs = tuple(o.reshape(-1, B, *o.shape[1:]) for o in outs)
+    outs = tuple(o.reshape(P, B, *o.shape[1:]) for o in outs)
     return (outs[0], 1) if isinstance(out, Tensor) else (outs, (1,) * len(outs))
 
 
@@ -358,21 +359,21 @@ def _fold_gram(info, in_dims, args, forward):
     B = info.batch_size
     features = _leading(args[0], in_dims[0], B)
     G = forward(features.flatten(0, 1), *args[1:])
-    return G.reshape(B, -1, *G.shape[1:]), 0
+    return G.reshape(B, features.shape[1], *G.shape[1:]), 0
 
 
 # ---------------------------------------------------------------------------
 # Autograd. Every op is a torch.autograd.Function (setup_context style, with
-# jvp and vmap staticmethods), which is what torch.func's transforms, forward
-# mode and torch.compile all accept; the dispatcher ops get the same
-# setup_context/backward through torch.library.register_autograd.
+# jvp and vmap staticmethods), which is what torch.func's transforms and
+# forward mode accept; the dispatcher ops' autograd kernel applies the same
+# Function (torch.compile traces the dispatcher op).
 #
 # First derivative (backward with grad mode off, the ordinary .backward()):
 # the C++ backward op. Under create_graph=True / torch.func.grad the backward
-# is itself a Function (_FirstDerivative) whose forward is still that C++ op
-# and whose own derivatives, forward-mode and batching rule come from
-# torch.func applied to the plain-torch composite, so every higher derivative
-# is exact.
+# is itself a Function (RnnVjp, LstmVjp, ...) whose forward is still that C++
+# op and whose own derivatives, forward mode and batching rule (per-sample
+# gradients) come from torch.func applied to the plain-torch composite, so
+# every higher derivative is exact.
 class _OpSpec:
     """One op: its dispatcher call, C++ backward, composite and layout."""
 
@@ -494,7 +495,7 @@ def _first_derivative_function(spec: _OpSpec):
 
 
 def _op_function(spec: _OpSpec):
-    """The Function of one op, and its backward (also the dispatcher op's)."""
+    """The Function of one op."""
     first_derivative = _first_derivative_function(spec)
     n_in = spec.n_inputs
 
@@ -532,22 +533,51 @@ def _op_function(spec: _OpSpec):
         return (*out_t, *([None] * (spec.n_outputs - spec.n_diff_outputs)))
 
     def vmap(info, in_dims, *inputs):
+        # The rule applies the Function itself to the folded (or sliced) inputs,
+        # so that transforms outside this vmap (grad of vmap) still see it.
         if all(in_dims[i] is None for i in spec.weights):
-            return spec.fold(info, in_dims, inputs, spec.forward)
-        return _vmap_by_slices(spec.forward, info, in_dims, inputs)
+            return spec.fold(info, in_dims, inputs, function.apply)
+        return _vmap_by_slices(function.apply, info, in_dims, inputs)
 
     function = _function_class(spec.class_name, f"{spec.name} as an autograd.Function.", forward=forward,
                                setup_context=setup_context, backward=backward, jvp=jvp, vmap=vmap)
-    return function, setup_context, backward
+    return function
+
+
+_autograd_lib = torch.library.Library("a3ext", "IMPL")  # keeps the registrations below alive
+
+
+def _has_tangent(args) -> bool:
+    """Whether any argument carries a forward-mode tangent (a dual tensor)."""
+    return torch.autograd.forward_ad._current_level >= 0 and any(
+        isinstance(a, Tensor) and torch.autograd.forward_ad.unpack_dual(a).tangent is not None for a in args)
 
 
 def _bind(spec: _OpSpec):
-    """The op's callable: its Function in eager mode, the dispatcher op (with the
-    same autograd formula, registered here) under torch.compile, since Dynamo
-    does not trace a Function with a jvp staticmethod."""
-    function, setup_context, backward = _op_function(spec)
-    torch.library.register_autograd(f"a3ext::{spec.name.split('.')[1]}_forward", backward,
-                                    setup_context=setup_context)
+    """The op's callable and the dispatcher op's autograd kernel, both through
+    the op's Function. The callable applies the Function (torch.func's
+    transforms see it) in eager mode; under torch.compile it calls the
+    dispatcher op, since Dynamo does not trace a Function with a jvp
+    staticmethod (the op's autograd kernel applies the same Function)."""
+    function = _op_function(spec)
+    opname = f"{spec.name.split('.')[1]}_forward"
+    op = getattr(_ops, opname).default
+    defaults = [a.default_value for a in op._schema.arguments]
+
+    def autograd_kernel(keyset, *args):
+        args = (*args, *defaults[len(args):])  # the dispatcher drops trailing default arguments
+        if (torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)) \
+                or _has_tangent(args):
+            if torch._C._are_functorch_transforms_active():
+                raise RuntimeError(
+                    f"torch.ops.a3ext.{opname}: torch.func transforms (grad, vjp, jacrev, jvp) cannot "
+                    f"differentiate the bare dispatcher op; call a3ext.ops.{spec.name.split('.')[1]}, "
+                    f"which supports them")
+            return function.apply(*args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+    _autograd_lib.impl(opname, autograd_kernel, "Autograd", with_keyset=True)
 
     def apply(*inputs):
         if torch.compiler.is_compiling():

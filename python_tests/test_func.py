@@ -262,3 +262,49 @@ def test_forward_mode(name):
         tangent_fw = tuple(fwAD.unpack_dual(o).tangent for o in dual_out)
     assert all(t is not None for t in tangent_fw)
     assert_all_close(tangent_fw, tangent_ref)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_grad_of_vmap(name):
+    """The batching rule applies the op's Function again, so a transform outside
+    the vmap (torch.func.grad, or plain .backward()) still differentiates it."""
+    op, ref, shapes = CASES[name]
+    unbatched, batched = make_args(shapes), make_args(shapes, batch=3, seed=1)
+    every = tuple(range(len(shapes)))
+    with no_vmap_fallback():
+        for dims in [(0,) + (None,) * (len(shapes) - 1), (0,) * len(shapes)]:
+            args = [b if d == 0 else u for b, u, d in zip(batched, unbatched, dims)]
+            grads = torch.func.grad(lambda *a: scalar(torch.vmap(op, in_dims=dims)(*a)), argnums=every)(*args)
+            assert_all_close(grads, torch.func.grad(lambda *a: scalar(torch.vmap(ref, in_dims=dims)(*a)),
+                                                    argnums=every)(*args))
+            leaves = [a.detach().requires_grad_() for a in args]
+            scalar(torch.vmap(op, in_dims=dims)(*leaves)).backward()
+            assert_all_close(tuple(a.grad for a in leaves), grads)
+
+
+@pytest.mark.parametrize("name", DISPATCHER_CASES)
+def test_dispatcher_ops_forward_mode_right_or_error(name):
+    """The bare dispatcher ops: torch.autograd.forward_ad gives the right tangent
+    (their autograd kernel applies the op's Function); torch.func transforms stop
+    with an error naming the op and pointing to the a3ext.ops function."""
+    op, shapes = DISPATCHER_CASES[name]
+    public = CASES[name.split("::")[1].replace("_forward", "")]
+    args, tangents = make_args(shapes), make_args(shapes, seed=2)
+    with fwAD.dual_level():
+        dual_out = as_tuple(op(*(fwAD.make_dual(a, t) for a, t in zip(args, tangents))))
+        tangent_fw = tuple(fwAD.unpack_dual(o).tangent for o in dual_out)
+    assert_all_close(tangent_fw[0], as_tuple(torch.func.jvp(public[1], args, tangents)[1])[0])
+    with pytest.raises(RuntimeError, match=rf"torch.ops.{name.replace('::', '.')}: torch.func .* a3ext.ops"):
+        torch.func.jvp(op, args, tangents)
+    with pytest.raises(RuntimeError, match=rf"torch.ops.{name.replace('::', '.')}: torch.func .* a3ext.ops"):
+        torch.func.grad(lambda *a: scalar(op(*a)))(*args)
+
+
+def test_compiled_double_backward_is_an_error_not_a_wrong_number():
+    """torch.compile runs the first derivative; AOTAutograd refuses a second one."""
+    features = make_args(CASES["gram"][2], requires_grad=True)[0]
+    compiled = torch.compile(lambda f: scalar(ops.gram(f)), fullgraph=True)
+    (g,) = torch.autograd.grad(compiled(features), features, create_graph=True)
+    assert_all_close(g, torch.autograd.grad(scalar(gram_ref(features)), features)[0])
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(g.sum(), features)
