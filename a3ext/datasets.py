@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from . import assets
 
 __all__ = [
+    "load_imagenet_val",
     "DigitSet",
     "Splits",
     "IdxFormatError",
@@ -275,3 +276,48 @@ def load(name: str, **kwargs) -> DigitSet:
         return idx_dataset(name, **kwargs)
     raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(_LOADERS)} "
                      f"or a directory of IDX files")
+
+
+#: Where the assignment keeps its 25 ImageNet validation images.
+IMAGENET_VAL_FILE = "cs231n/datasets/imagenet_val_25.npz"
+
+
+def load_imagenet_val(num=None, path=None):
+    """The assignment's ``load_imagenet_val(num=None)``: ``(X, y, class_names)`` with
+    ``X`` uint8 (num, 224, 224, 3), ``y`` int (num,) ImageNet labels and
+    ``class_names`` a dict label -> name (all 1000 classes).
+
+    Reads ``path`` (default: the assignment's ``cs231n/datasets/imagenet_val_25.npz``,
+    keys ``X``, ``y``, ``label_map``; loaded without pickle: ``label_map`` is read only
+    if it is a plain array) when it exists; otherwise the embedded photos whose
+    ImageNet class is known (:mod:`a3ext.assets`), resized to 256 on the shorter side
+    and center-cropped to 224 as ImageNet evaluation does. ``num``: keep the first
+    ``num`` (at most 25)."""
+    if num is not None and (isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 0):
+        raise ValueError(f"load_imagenet_val: num must be a non-negative int or None, got {num!r}")
+    labels = assets.imagenet_labels()
+    class_names = {i: name for i, name in enumerate(labels)}
+    file = Path(path) if path is not None else Path(IMAGENET_VAL_FILE)
+    if file.is_file():
+        with np.load(file, allow_pickle=False) as f:
+            X, y = f["X"], f["y"]
+    elif path is not None:
+        raise FileNotFoundError(f"load_imagenet_val: no file at {file}")
+    else:
+        photos = [a for a in (assets.info(n) for n in assets.names("photo")) if a.imagenet_class is not None]
+        X = np.stack([_center_crop_224(assets.image(a.name)) for a in photos[:25]])
+        y = np.asarray([a.imagenet_class for a in photos[:25]], dtype=np.int64)
+    if num is not None:
+        X, y = X[:num], y[:num]
+    return X, y, class_names
+
+
+def _center_crop_224(img) -> np.ndarray:
+    from PIL import Image
+
+    w, h = img.size
+    s = 256 / min(w, h)
+    img = img.resize((max(224, round(w * s)), max(224, round(h * s))), Image.Resampling.BILINEAR)
+    w, h = img.size
+    left, top = (w - 224) // 2, (h - 224) // 2
+    return np.asarray(img.crop((left, top, left + 224, top + 224)).convert("RGB"), dtype=np.uint8)

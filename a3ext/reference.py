@@ -651,14 +651,15 @@ def _check_mutable_float(fn, x):
         raise ValueError(f"{fn}: x must be writeable (it is perturbed in place)")
 
 
-def eval_numerical_gradient(f, x, verbose=False, h=1e-5):
+def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     """Centered-difference gradient of a scalar function ``f`` at ``x``.
 
     ``grad[ix] = (f(x + h e_ix) - f(x - h e_ix)) / (2h)``.  ``x`` is
     perturbed in place, one entry at a time, and every entry is restored to
     its exact original value afterwards (also if ``f`` raises).
 
-    Returns a float64 array shaped like ``x``.
+    Returns a float64 array shaped like ``x``. ``verbose`` (default True, as the
+    assignment's) prints each index and its derivative.
     """
     _check_mutable_float("eval_numerical_gradient", x)
     grad = np.zeros(x.shape, dtype=np.float64)

@@ -51,6 +51,7 @@ from . import assets, models, ops
 
 __all__ = [
     "extract_features",
+    "as_backbone",
     "content_loss",
     "gram_matrix",
     "style_loss",
@@ -200,8 +201,35 @@ def extract_features(x: Tensor, cnn: nn.Module, upto: int | None = None) -> list
             x = block(x)
             feats.append(x)
         return feats
+    if isinstance(cnn, nn.Sequential) and not hasattr(cnn, "extract_features"):
+        # the notebook's ``cnn``: a sequence of feature layers, e.g. torchvision's
+        # ``squeezenet1_1(pretrained=True).features``: the output of every module
+        feats = []
+        for i, layer in enumerate(cnn):
+            x = layer(x)
+            feats.append(x)
+            if upto is not None and i == upto:
+                break
+        return feats
+    if not callable(getattr(cnn, "extract_features", None)):
+        raise TypeError(f"extract_features: cnn must be an a3ext model (models.squeezenet1_1, "
+                        f"models.efficientnet_lite0), an nn.Sequential of feature layers (e.g. torchvision's "
+                        f"squeezenet1_1(...).features) or a model with an extract_features method, got "
+                        f"{type(cnn).__name__}")
     feats = list(cnn.extract_features(x))
     return feats if upto is None else feats[: upto + 1]
+
+
+def as_backbone(cnn: nn.Module) -> nn.Module:
+    """An a3ext backbone for ``cnn``: a3ext models as they are; an ``nn.Sequential`` of
+    SqueezeNet feature layers (the notebook's ``cnn``, e.g. torchvision's
+    ``squeezenet1_1(pretrained=True).features``) wrapped in :class:`a3ext.models.SqueezeNet`
+    (the same modules, shared, with its SqueezeNet preprocessing and settings)."""
+    if isinstance(cnn, nn.Sequential) and not isinstance(cnn, (models.SqueezeNet, models.EfficientNetLite0)):
+        wrapper = models.squeezenet1_1()
+        wrapper.features = cnn
+        return wrapper
+    return cnn
 
 
 # --------------------------------------------------------------------------- losses
@@ -422,6 +450,11 @@ class StyleTransferResult:
 
     image: Tensor
     pil: object
+
+    def __repr__(self) -> str:  # one line: a notebook cell ending in style_transfer(...) shows this
+        losses = self.history.get("total") or [float("nan")]
+        return (f"StyleTransferResult(image={tuple(self.image.shape)}, iterations={len(losses)}, "
+                f"final loss={losses[-1]:.4g})")
     history: dict[str, list[float]]
     content: Tensor
     styles: list[Tensor]
@@ -492,7 +525,7 @@ def style_transfer(content_image, style_image, image_size: int, style_size: int,
     """
     from tqdm.auto import tqdm
 
-    cnn = default_cnn() if cnn is None else cnn
+    cnn = default_cnn() if cnn is None else as_backbone(cnn)
     try:
         defaults = backbone_settings(cnn)
     except TypeError:

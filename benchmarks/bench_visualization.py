@@ -13,7 +13,7 @@ visualizations (final probability, time).
   assignment settings (learning_rate 1, max_iter 100); each photo's 3 runs go
   through ``make_fooling_images`` as one batch. Reports mean/max steps and the
   L-inf perturbation in 0-255 pixel units; the target is every run fooled within 100.
-* classviz: ``create_class_visualization`` with the assignment's defaults (100
+* classviz: ``visualize_class`` (``create_class_visualization``) with the assignment's defaults (100
   steps, lr 25, l2 1e-3, blur every 10, jitter 16), seed 0, for 5 classes of the
   assignment; the target is p >= 0.9 for each.
 """
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, print_table, write_json  # noqa: E402
 
 from a3ext import assets, models  # noqa: E402
-from a3ext.visualization import (compute_saliency_maps, create_class_visualization,  # noqa: E402
+from a3ext.visualization import (compute_saliency_maps, visualize_class,  # noqa: E402
                                  make_fooling_images)
 
 PHOTOS = ["chelsea", "coffee", "rocket", "motorcycle_left", "china", "flower", "squirrel_cls",
@@ -90,7 +90,7 @@ def bench_fooling(model, X, y):
 def bench_classviz(model, size, device):
     rows = []
     for c in CLASSES:
-        r, wall, cpu = timed(lambda: create_class_visualization(c, model, generator=torch.Generator().manual_seed(0),
+        r, wall, cpu = timed(lambda: visualize_class(c, model, generator=torch.Generator().manual_seed(0),
                                                                 size=size), device)
         rows.append({"class": c, "name": model.labels[c].split(",")[0], "probability": r.probability,
                      "predicted": r.predicted_class, "wall_s": wall, "cpu_s": cpu})

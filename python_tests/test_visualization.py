@@ -21,8 +21,8 @@ from torch import nn
 
 from a3ext import assets, models
 from a3ext.visualization import (FoolingError, class_score_gradients, completeness_delta,
-                                 compute_saliency_maps, create_class_visualization, gaussian_blur,
-                                 grad_cam, integrated_gradients, jitter, make_fooling_image,
+                                 compute_saliency_maps, visualize_class, gaussian_blur,
+                                 grad_cam, integrated_gradients, jitter, fool,
                                  make_fooling_images, reduce_channels, smoothgrad)
 from a3ext.visualization.classes import UnknownClassError, resolve_class
 from a3ext.visualization.cli import register_cli
@@ -150,7 +150,7 @@ def test_fooling_ten_photos_within_100_iterations(effnet, photos224):
 def test_make_fooling_image_single_returns_new_tensor(effnet):
     X = effnet.preprocess(assets.image("coffee"), size=128)
     before = X.clone()
-    r = make_fooling_image(X, 6, effnet)  # stingray
+    r = fool(X, 6, effnet)  # stingray
     assert torch.equal(X, before)
     assert r.image.shape == X.shape and r.image.data_ptr() != X.data_ptr() and not r.image.requires_grad
     assert r.fooled and r.iterations >= 1
@@ -159,23 +159,23 @@ def test_make_fooling_image_single_returns_new_tensor(effnet):
     with torch.no_grad():
         assert int(effnet(r.image).argmax()) == 6
     # already the target: no step at all
-    r0 = make_fooling_image(X, 967, effnet)
+    r0 = fool(X, 967, effnet)
     assert r0.iterations == 0 and torch.equal(r0.image, X) and r0.linf == 0.0
 
 
 def test_fooling_errors(effnet, photos224):
     X = photos224[0][:1]
     with pytest.raises(FoolingError, match="max_iter=1") as info:
-        make_fooling_image(X, 6, effnet, learning_rate=1e-3, max_iter=1)
+        fool(X, 6, effnet, learning_rate=1e-3, max_iter=1)
     assert info.value.result.iterations == 1 and not info.value.result.fooled
     with pytest.raises(ValueError, match=r"\(1, 3, H, W\).*\(2, 3, 224, 224\)"):
-        make_fooling_image(photos224[0][:2], 6, effnet)
+        fool(photos224[0][:2], 6, effnet)
     with pytest.raises(ValueError, match=r"\(1, 3, H, W\).*\(3, 224, 224\)"):
-        make_fooling_image(X[0], 6, effnet)
+        fool(X[0], 6, effnet)
     with pytest.raises(ValueError, match=r"target_y must be in \[0, 1000\)"):
-        make_fooling_image(X, 1000, effnet)
+        fool(X, 1000, effnet)
     with pytest.raises(ValueError, match="learning_rate"):
-        make_fooling_image(X, 6, effnet, learning_rate=0)
+        fool(X, 6, effnet, learning_rate=0)
 
 
 # --------------------------------------------------------------------------- class visualization
@@ -196,7 +196,7 @@ def test_class_visualization_deterministic_and_callback(effnet):
     seen = []
 
     def run(seed):
-        return create_class_visualization(76, effnet, num_iterations=5, show_every=2, blur_every=2, size=64,
+        return visualize_class(76, effnet, num_iterations=5, show_every=2, blur_every=2, size=64,
                                           generator=torch.Generator().manual_seed(seed),
                                           callback=lambda t, img: seen.append((t, img.shape)))
 
@@ -211,17 +211,17 @@ def test_class_visualization_deterministic_and_callback(effnet):
 
 def test_class_visualization_reaches_target(effnet):
     """Shortened version of the 5-class benchmark: assignment defaults, tarantula, 40 of the 100 steps."""
-    r = create_class_visualization(76, effnet, num_iterations=40, generator=torch.Generator().manual_seed(0))
+    r = visualize_class(76, effnet, num_iterations=40, generator=torch.Generator().manual_seed(0))
     assert r.predicted_class == 76 and r.probability >= 0.9, r.probability
 
 
 def test_class_visualization_bad_inputs(effnet):
     with pytest.raises(ValueError, match=r"target_y must be in \[0, 1000\), got 1000"):
-        create_class_visualization(1000, effnet, num_iterations=1, size=32)
+        visualize_class(1000, effnet, num_iterations=1, size=32)
     with pytest.raises(TypeError, match="target_y must be an int"):
-        create_class_visualization("tarantula", effnet, num_iterations=1, size=32)
+        visualize_class("tarantula", effnet, num_iterations=1, size=32)
     with pytest.raises(ValueError, match="blur_every must be an int >= 1, got 0"):
-        create_class_visualization(1, effnet, blur_every=0)
+        visualize_class(1, effnet, blur_every=0)
 
 
 # --------------------------------------------------------------------------- SmoothGrad, IG, Grad-CAM

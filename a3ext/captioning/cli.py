@@ -221,7 +221,7 @@ def register_cli(subparsers) -> None:
     t.add_argument("--hidden-dim", type=int, default=512)
     t.add_argument("--wordvec-dim", type=int, default=256)
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    t.add_argument("--update-rule", choices=("adam", "sgd"), default="adam")
+    t.add_argument("--update-rule", choices=("adam", "sgd", "sgd_momentum", "rmsprop"), default="adam")
     t.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 5e-3)")
     t.add_argument("--lr-decay", type=float, default=0.995, help="per-epoch learning-rate factor")
     t.add_argument("--grad-clip", type=positive_float, default=None,

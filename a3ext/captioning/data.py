@@ -26,7 +26,7 @@ import numpy as np
 from .._util import download
 
 __all__ = [
-    "load_coco_data", "decode_captions", "sample_coco_minibatch", "DataFormatError",
+    "load_coco_data", "default_data_dir", "ASSIGNMENT_BASE_DIR", "decode_captions", "sample_coco_minibatch", "DataFormatError",
     "CAPTION_FILE", "VOCAB_FILE", "feature_file", "url_file", "download", "download_coco_captioning",
     "COCO_CAPTIONING_URL",
 ]
@@ -35,6 +35,57 @@ CAPTION_FILE = "coco2014_captions.h5"
 VOCAB_FILE = "coco2014_vocab.json"
 COCO_CAPTIONING_URL = "http://cs231n.stanford.edu/coco_captioning.zip"
 _SPECIAL_WORDS = ("<NULL>", "<START>", "<END>", "<UNK>")
+#: Where the assignment keeps the COCO files (relative to the notebook's folder).
+ASSIGNMENT_BASE_DIR = os.path.join("cs231n", "datasets", "coco_captioning")
+EMBEDDED_DIR_NAME = "captioning_embedded"
+
+
+def _has_coco_files(base: Path) -> bool:
+    return (base / CAPTION_FILE).is_file() and (base / VOCAB_FILE).is_file()
+
+
+def default_data_dir(make: bool = True, progress: bool = True) -> Path:
+    """The folder :func:`load_coco_data` reads when no ``base_dir`` is given: the first
+    of ``$A3EXT_COCO_DIR``, the assignment's ``cs231n/datasets/coco_captioning`` (from
+    the current directory) and ``<a3ext cache>/coco_captioning`` that holds the COCO
+    files; else the embedded dataset in ``<a3ext cache>/captioning_embedded``, generated
+    on first use (``make``; about a minute, with a progress bar) and then reused. The
+    cache is ``$A3EXT_HOME`` or ``~/.cache/a3ext`` (:func:`a3ext.assets.cache_dir`)."""
+    from ..assets import cache_dir
+
+    env = os.environ.get("A3EXT_COCO_DIR")
+    if env:
+        if not _has_coco_files(Path(env)):
+            raise FileNotFoundError(f"load_coco_data: A3EXT_COCO_DIR={env} does not hold the COCO captioning files "
+                                    f"({CAPTION_FILE}, {VOCAB_FILE}, ...)")
+        return Path(env)
+    for cand in (Path(ASSIGNMENT_BASE_DIR), cache_dir() / "coco_captioning"):
+        if _has_coco_files(cand):
+            return cand
+    embedded = cache_dir() / EMBEDDED_DIR_NAME
+    if _has_coco_files(embedded) or not make:
+        return embedded
+    import shutil
+    import sys
+    import tempfile
+
+    from .synthetic import make_dataset
+
+    embedded.parent.mkdir(parents=True, exist_ok=True)
+    print(f"load_coco_data: no COCO files found; generating the embedded captioning dataset in {embedded} "
+          f"(once)", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=EMBEDDED_DIR_NAME + ".tmp-", dir=embedded.parent))
+    try:
+        make_dataset(tmp, progress=progress)
+        try:
+            os.replace(tmp, embedded)  # atomic: a reader sees the whole dataset or none
+        except OSError:
+            if not _has_coco_files(embedded):  # not made by a concurrent process meanwhile
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return embedded
 
 
 class DataFormatError(ValueError):
@@ -91,9 +142,12 @@ def _check_array(path, key, arr, ndim, shape_str, integer=False):
         raise DataFormatError(f"load_coco_data: {path}:{key} must be numeric, but has dtype {arr.dtype}")
 
 
-def load_coco_data(base_dir, max_train: int | None = None, pca_features: bool = True,
+def load_coco_data(base_dir=None, max_train: int | None = None, pca_features: bool = True, *,
                    rng: np.random.RandomState | None = None) -> dict:
     """Load the captioning data of ``base_dir`` into the assignment's dict.
+
+    Without ``base_dir``: the COCO files where the assignment keeps them, else the
+    embedded dataset (made on first use and cached; see :func:`default_data_dir`).
 
     Keys: ``train_captions``, ``train_image_idxs``, ``val_captions``,
     ``val_image_idxs`` (and any other dataset of the captions file),
@@ -103,7 +157,7 @@ def load_coco_data(base_dir, max_train: int | None = None, pca_features: bool = 
     ``rng`` when given). Raises ``FileNotFoundError`` for a missing file and
     :class:`DataFormatError` naming the file, key and shape for a malformed one.
     """
-    base = Path(base_dir)
+    base = default_data_dir() if base_dir is None else Path(base_dir)
     if not base.is_dir():
         raise FileNotFoundError(f"load_coco_data: base_dir {base} is not a directory")
     cap_path = base / CAPTION_FILE

@@ -11,8 +11,10 @@ time and divided by N.
 from __future__ import annotations
 
 import math
+from collections.abc import MutableMapping
 from typing import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,9 +22,88 @@ from torch import Tensor, nn
 from .. import ops
 from .layers import temporal_affine, temporal_softmax_loss, word_embedding
 
-__all__ = ["CaptioningRNN", "CELL_TYPES", "greedy_reference"]
+__all__ = ["CaptioningRNN", "CELL_TYPES", "PARAM_NAMES", "greedy_reference"]
 
 CELL_TYPES = ("rnn", "lstm")
+#: The parameters in the assignment's order (``model.params``' keys).
+PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
+
+
+def _resolve_dtype(dtype) -> tuple[torch.dtype, bool]:
+    """``(torch dtype, numpy_init)``: a torch dtype keeps a3ext's torch initialisation;
+    a numpy dtype (``np.float32``, ``np.float64``, ``np.dtype('float64')``, ...) selects
+    the assignment's numpy initialisation."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"CaptioningRNN: dtype must be float32 or float64 (torch or numpy), but got {dtype}")
+        return dtype, False
+    try:
+        npd = np.dtype(dtype)
+    except TypeError:
+        npd = None
+    if npd == np.float32:
+        return torch.float32, True
+    if npd == np.float64:
+        return torch.float64, True
+    raise TypeError(f"CaptioningRNN: dtype must be float32 or float64 (torch.float32, torch.float64, np.float32 "
+                    f"or np.float64), but got {dtype!r}")
+
+
+class ParamsView(MutableMapping):
+    """``model.params``: the assignment's parameter dict, as numpy arrays that share
+    memory with the model's (CPU) parameters.
+
+    Reading ``params[k]`` gives a numpy view of parameter ``k``: changing it in place
+    (as ``eval_numerical_gradient`` does) changes the model. Assigning
+    ``params[k] = array`` copies the array into the parameter (same shape required;
+    cast to the model's dtype), as the assignment's solver and tests do. The keys are
+    fixed (the assignment's names, in its order)."""
+
+    def __init__(self, model: "CaptioningRNN"):
+        self._model = model
+
+    def _param(self, key) -> nn.Parameter:
+        if key not in PARAM_NAMES:
+            raise KeyError(f"CaptioningRNN.params: no parameter {key!r}; the parameters are {list(PARAM_NAMES)}")
+        return getattr(self._model, key)
+
+    def __getitem__(self, key) -> np.ndarray:
+        p = self._param(key)
+        if p.device.type != "cpu":
+            raise RuntimeError(f"CaptioningRNN.params[{key!r}]: numpy views need the parameters on the CPU, but the "
+                               f"model is on {p.device}; use model.cpu() or the torch parameters "
+                               f"(model.{key}, model.named_parameters())")
+        return p.detach().numpy()
+
+    def __setitem__(self, key, value) -> None:
+        p = self._param(key)
+        if value is None:
+            raise TypeError(f"CaptioningRNN.params[{key!r}]: expected an array of shape {tuple(p.shape)}, got None")
+        v = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        if tuple(v.shape) != tuple(p.shape):
+            raise ValueError(f"CaptioningRNN.params[{key!r}]: expected an array of shape {tuple(p.shape)}, "
+                             f"but got shape {tuple(v.shape)}")
+        if v.is_complex() or v.dtype == torch.bool:
+            raise TypeError(f"CaptioningRNN.params[{key!r}]: expected real numbers, but got dtype {v.dtype}")
+        with torch.no_grad():
+            p.copy_(v)
+
+    def __delitem__(self, key) -> None:
+        raise TypeError(f"CaptioningRNN.params: parameters cannot be deleted (tried {key!r})")
+
+    def __iter__(self):
+        return iter(PARAM_NAMES)
+
+    def __len__(self) -> int:
+        return len(PARAM_NAMES)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: array{tuple(getattr(self._model, k).shape)}" for k in PARAM_NAMES) + "}"
+
+
+def _is_numpy_call(*args) -> bool:
+    """The assignment's numpy contract applies when no input is a torch tensor."""
+    return not any(isinstance(a, torch.Tensor) for a in args)
 
 
 class CaptioningRNN(nn.Module):
@@ -35,8 +116,19 @@ class CaptioningRNN(nn.Module):
       wordvec_dim: W, size of the word vectors.
       hidden_dim: H, size of the hidden state.
       cell_type: ``'rnn'`` or ``'lstm'``.
-      dtype: torch.float32 or torch.float64.
-      generator: optional ``torch.Generator`` for the initialisation.
+      dtype: ``torch.float32`` / ``torch.float64`` (weights drawn with torch's RNG or
+        ``generator``), or the assignment's ``np.float32`` / ``np.float64``: then the
+        weights are drawn from numpy's global RNG exactly as the assignment does
+        (same order, scale and cast), so after ``np.random.seed(s)`` they are
+        bit-identical to the assignment's model.
+      generator: (keyword-only) optional ``torch.Generator`` for the torch initialisation.
+
+    The assignment's numpy contract: ``model.params`` is a dict of numpy arrays
+    sharing memory with the parameters; ``loss(features, captions)`` with numpy
+    inputs returns ``(loss, grads)`` (a float and a dict of numpy arrays keyed like
+    ``params``); ``sample`` with numpy features returns a numpy int32 array. With
+    torch tensors, ``loss`` returns a differentiable scalar tensor and ``sample`` an
+    int64 tensor.
 
     Parameters (attributes and state-dict keys): ``W_embed (V, W)``,
     ``W_proj (D, H)``, ``b_proj (H,)``, ``Wx (W, G)``, ``Wh (H, G)``, ``b (G,)``,
@@ -52,14 +144,14 @@ class CaptioningRNN(nn.Module):
         wordvec_dim: int = 128,
         hidden_dim: int = 128,
         cell_type: str = "rnn",
-        dtype: torch.dtype = torch.float32,
+        dtype=torch.float32,
+        *,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         if cell_type not in CELL_TYPES:
             raise ValueError(f"CaptioningRNN: cell_type must be 'rnn' or 'lstm', but got {cell_type!r}")
-        if dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"CaptioningRNN: dtype must be torch.float32 or torch.float64, but got {dtype}")
+        dtype, numpy_init = _resolve_dtype(dtype)
         if "<NULL>" not in word_to_idx:
             raise ValueError("CaptioningRNN: word_to_idx must contain '<NULL>'")
         for name, v in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim), ("hidden_dim", hidden_dim)):
@@ -76,20 +168,32 @@ class CaptioningRNN(nn.Module):
         G = 4 * H if cell_type == "lstm" else H
         self.vocab_size = V
 
+        np_dtype = np.float32 if dtype == torch.float32 else np.float64
+
         def randn(*shape, scale):
+            if numpy_init:  # the assignment: np.random.randn (float64), /= scale, astype(dtype)
+                w = np.random.randn(*shape)
+                w /= scale
+                return nn.Parameter(torch.from_numpy(w.astype(np_dtype)))
             return nn.Parameter(torch.randn(*shape, generator=generator, dtype=torch.float64).div_(scale).to(dtype))
 
         def zeros(*shape):
             return nn.Parameter(torch.zeros(*shape, dtype=dtype))
 
         self.W_embed = randn(V, W, scale=100.0)
-        self.W_proj = randn(D, H, scale=math.sqrt(D))
+        self.W_proj = randn(D, H, scale=np.sqrt(D) if numpy_init else math.sqrt(D))
         self.b_proj = zeros(H)
-        self.Wx = randn(W, G, scale=math.sqrt(W))
-        self.Wh = randn(H, G, scale=math.sqrt(H))
+        self.Wx = randn(W, G, scale=np.sqrt(W) if numpy_init else math.sqrt(W))
+        self.Wh = randn(H, G, scale=np.sqrt(H) if numpy_init else math.sqrt(H))
         self.b = zeros(G)
-        self.W_vocab = randn(H, V, scale=math.sqrt(H))
+        self.W_vocab = randn(H, V, scale=np.sqrt(H) if numpy_init else math.sqrt(H))
         self.b_vocab = zeros(V)
+
+    @property
+    def params(self) -> ParamsView:
+        """The assignment's ``params`` dict (numpy arrays sharing memory with the
+        parameters; assigning an array copies it in). See :class:`ParamsView`."""
+        return ParamsView(self)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -113,20 +217,41 @@ class CaptioningRNN(nn.Module):
                 f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim}, "
                 f"but got {list(features.shape)}"
             )
-        return features.to(self.dtype)
+        return features.to(device=self.W_embed.device, dtype=self.dtype)
 
     def _need_start_end(self, fn: str) -> None:
         if self._start is None or self._end is None:
             raise ValueError(f"CaptioningRNN.{fn}: word_to_idx must contain '<START>' and '<END>' to decode")
 
     # ------------------------------------------------------------------ training
-    def loss(self, features, captions) -> Tensor:
-        """Training loss: features (N, D), captions (N, T+1) integers -> scalar tensor.
+    def loss(self, features, captions):
+        """Training loss: features (N, D), captions (N, T+1) integers.
 
         Input words are ``captions[:, :-1]``, targets ``captions[:, 1:]``; targets equal
         to ``<NULL>`` are masked out; the loss is summed over time and divided by N.
-        Differentiate it with ``loss.backward()``.
+
+        With torch tensors: returns a scalar tensor; differentiate it with
+        ``loss.backward()``. With numpy arrays (the assignment's contract): returns
+        ``(loss, grads)``, a float and a dict of numpy arrays keyed like
+        :attr:`params` (the parameters' ``.grad`` fields are not touched).
         """
+        if _is_numpy_call(features, captions):
+            return self._numpy_loss(features, captions)
+        return self._loss(features, captions)
+
+    forward = loss
+
+    def _numpy_loss(self, features, captions) -> tuple[float, dict]:
+        params = [getattr(self, k) for k in PARAM_NAMES]
+        with torch.enable_grad():
+            loss = self._loss(np.asarray(features), np.asarray(captions))
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        out = {}
+        for k, p, g in zip(PARAM_NAMES, params, grads):
+            out[k] = (torch.zeros_like(p) if g is None else g).detach().cpu().numpy()
+        return float(loss.detach()), out
+
+    def _loss(self, features, captions) -> Tensor:
         features = self._features("loss", features)
         captions = torch.as_tensor(captions)
         if captions.dim() != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
@@ -136,7 +261,7 @@ class CaptioningRNN(nn.Module):
             )
         if captions.dtype.is_floating_point or captions.dtype == torch.bool:
             raise TypeError(f"CaptioningRNN.loss: captions must be integers, but got {captions.dtype}")
-        captions = captions.long()
+        captions = captions.to(device=features.device, dtype=torch.long)
         if captions.numel():
             lo, hi = (int(v) for v in torch.aminmax(captions))
             if lo < 0 or hi >= self.vocab_size:
@@ -154,8 +279,6 @@ class CaptioningRNN(nn.Module):
             h = ops.lstm(x, h0, self.Wx, self.Wh, self.b)
         scores = temporal_affine(h, self.W_vocab, self.b_vocab)
         return temporal_softmax_loss(scores, captions_out, mask)
-
-    forward = loss
 
     def _packed_loss(self, h0: Tensor, captions_in: Tensor, captions_out: Tensor, mask: Tensor) -> Tensor:
         """The same loss without any work on padding (CPU): a caption's steps after its
@@ -184,30 +307,35 @@ class CaptioningRNN(nn.Module):
             return ops.rnn_step(x, h, self.Wx, self.Wh, self.b), None
         return ops.lstm_step(x, h, c, self.Wx, self.Wh, self.b)
 
-    @torch.inference_mode()
-    def sample(self, features, max_length: int = 30) -> Tensor:
-        """Greedy decoding: features (N, D) -> captions (N, max_length) int64.
+    def sample(self, features, max_length: int = 30):
+        """Greedy decoding: features (N, D) -> captions (N, max_length).
 
         Starts from ``<START>`` (not included in the output); at each step the most
         likely word is fed back. Every position after the first ``<END>`` is
         ``<NULL>`` (the ``<END>`` itself is kept). Vectorised over the batch; the loop
-        over time stops early once every caption has ended.
+        over time stops early once every caption has ended. Returns an int64 tensor
+        (on the model's device) for a tensor input, a numpy int32 array (the
+        assignment's) for a numpy input.
         """
+        out = self._sample(features, max_length)
+        return out.cpu().numpy().astype(np.int32) if _is_numpy_call(features) else out
+
+    @torch.inference_mode()
+    def _sample(self, features, max_length: int) -> Tensor:
         self._need_start_end("sample")
-        if not isinstance(max_length, int) or max_length < 0:
-            raise ValueError(f"CaptioningRNN.sample: max_length must be a non-negative int, but got {max_length!r}")
+        max_length = _length("sample", max_length)
         features = self._features("sample", features)
-        N = features.shape[0]
-        captions = torch.full((N, max_length), self._null, dtype=torch.long)
+        N, dev = features.shape[0], features.device
+        captions = torch.full((N, max_length), self._null, dtype=torch.long, device=dev)
         if N == 0 or max_length == 0:
             return captions
         h = torch.addmm(self.b_proj, features, self.W_proj)
         c = torch.zeros_like(h) if self.cell_type == "lstm" else None
-        words = torch.full((N,), self._start, dtype=torch.long)
-        x = torch.empty(N, self.wordvec_dim, dtype=self.dtype)
-        scores = torch.empty(N, self.vocab_size, dtype=self.dtype)
-        ended = torch.zeros(N, dtype=torch.bool)
-        null = torch.tensor(self._null, dtype=torch.long)
+        words = torch.full((N,), self._start, dtype=torch.long, device=dev)
+        x = torch.empty(N, self.wordvec_dim, dtype=self.dtype, device=dev)
+        scores = torch.empty(N, self.vocab_size, dtype=self.dtype, device=dev)
+        ended = torch.zeros(N, dtype=torch.bool, device=dev)
+        null = torch.tensor(self._null, dtype=torch.long, device=dev)
         for t in range(max_length):
             torch.index_select(self.W_embed, 0, words, out=x)
             h, c = self._step(x, h, c)
@@ -219,10 +347,9 @@ class CaptioningRNN(nn.Module):
                 break
         return captions
 
-    @torch.inference_mode()
     def beam_search(self, features, beam_size: int = 3, max_length: int = 30,
-                    length_penalty: float = 1.0) -> Tensor:
-        """Beam search: features (N, D) -> captions (N, max_length) int64.
+                    length_penalty: float = 1.0):
+        """Beam search: features (N, D) -> captions (N, max_length).
 
         Keeps ``beam_size`` hypotheses per image; a hypothesis is ranked by its summed
         log-probability divided by ``length ** length_penalty`` (length normalisation;
@@ -230,28 +357,34 @@ class CaptioningRNN(nn.Module):
         emitted ``<END>`` stays in the beam unchanged (its only continuation is
         ``<NULL>`` at no cost). The best hypothesis is returned, padded with
         ``<NULL>`` after ``<END>``. With ``beam_size=1`` this is greedy decoding
-        (:meth:`sample`). Vectorised over images and beams.
+        (:meth:`sample`). Vectorised over images and beams. Returns an int64 tensor
+        for a tensor input, a numpy int32 array for a numpy input (as :meth:`sample`).
         """
+        out = self._beam_search(features, beam_size, max_length, length_penalty)
+        return out.cpu().numpy().astype(np.int32) if _is_numpy_call(features) else out
+
+    @torch.inference_mode()
+    def _beam_search(self, features, beam_size, max_length, length_penalty) -> Tensor:
         self._need_start_end("beam_search")
-        if not isinstance(beam_size, int) or beam_size < 1:
+        if isinstance(beam_size, bool) or not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
             raise ValueError(f"CaptioningRNN.beam_search: beam_size must be a positive int, but got {beam_size!r}")
-        if not isinstance(max_length, int) or max_length < 0:
-            raise ValueError(f"CaptioningRNN.beam_search: max_length must be a non-negative int, but got {max_length!r}")
+        beam_size = int(beam_size)
+        max_length = _length("beam_search", max_length)
         features = self._features("beam_search", features)
-        N, B, V = features.shape[0], beam_size, self.vocab_size
+        N, B, V, dev = features.shape[0], beam_size, self.vocab_size, features.device
         if N == 0 or max_length == 0:
-            return torch.full((N, max_length), self._null, dtype=torch.long)
+            return torch.full((N, max_length), self._null, dtype=torch.long, device=dev)
         h = torch.addmm(self.b_proj, features, self.W_proj).repeat_interleave(B, dim=0)  # (N*B, H)
         c = torch.zeros_like(h) if self.cell_type == "lstm" else None
-        words = torch.full((N * B,), self._start, dtype=torch.long)
-        seqs = torch.full((N, B, max_length), self._null, dtype=torch.long)
-        score = torch.full((N, B), -math.inf, dtype=self.dtype)
+        words = torch.full((N * B,), self._start, dtype=torch.long, device=dev)
+        seqs = torch.full((N, B, max_length), self._null, dtype=torch.long, device=dev)
+        score = torch.full((N, B), -math.inf, dtype=self.dtype, device=dev)
         score[:, 0] = 0.0  # all beams start identical: keep one
-        length = torch.zeros(N, B, dtype=self.dtype)
-        ended = torch.zeros(N, B, dtype=torch.bool)
-        finished_logp = torch.full((V,), -math.inf, dtype=self.dtype)
+        length = torch.zeros(N, B, dtype=self.dtype, device=dev)
+        ended = torch.zeros(N, B, dtype=torch.bool, device=dev)
+        finished_logp = torch.full((V,), -math.inf, dtype=self.dtype, device=dev)
         finished_logp[self._null] = 0.0
-        base = (torch.arange(N) * B).unsqueeze(1)
+        base = (torch.arange(N, device=dev) * B).unsqueeze(1)
         for t in range(max_length):
             x = F.embedding(words, self.W_embed)
             h, c = self._step(x, h, c)
@@ -275,7 +408,13 @@ class CaptioningRNN(nn.Module):
             if bool(ended.all()):
                 break
         best = (score / length.pow(length_penalty)).argmax(dim=1)
-        return seqs[torch.arange(N), best]
+        return seqs[torch.arange(N, device=dev), best]
+
+
+def _length(fn: str, max_length) -> int:
+    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 0:
+        raise ValueError(f"CaptioningRNN.{fn}: max_length must be a non-negative int, but got {max_length!r}")
+    return int(max_length)
 
 
 def greedy_reference(model: CaptioningRNN, features: Tensor, max_length: int = 30) -> Tensor:

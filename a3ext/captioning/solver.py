@@ -19,6 +19,7 @@ and only rank 0 evaluates BLEU, prints, shows the progress bar and writes checkp
 """
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from pathlib import Path
@@ -28,10 +29,12 @@ import numpy as np
 import torch
 
 from .._util import atomic_write
+from . import optim
 from .bleu import captions_to_tokens, corpus_bleu
 from .model import CaptioningRNN
 
-__all__ = ["CaptioningSolver", "load_checkpoint", "model_from_checkpoint", "save_checkpoint_atomic"]
+__all__ = ["CaptioningSolver", "RuleOptimizer", "load_checkpoint", "model_from_checkpoint",
+           "save_checkpoint_atomic"]
 
 _CKPT_VERSION = 1
 
@@ -92,15 +95,84 @@ def _np_state_from_dict(d) -> tuple:
     return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached_gaussian"])
 
 
+class RuleOptimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` that applies an assignment-style update rule
+    ``rule(w, dw, config) -> (next_w, config)`` (:mod:`a3ext.captioning.optim`, or a
+    student's own) to every parameter, on numpy arrays, with one ``config`` dict per
+    parameter as the assignment's solver keeps them. The learning rate lives in the
+    param group (``lr``), so the solver's per-epoch decay reaches
+    ``config['learning_rate']``. The per-parameter configs are kept as tensors in the
+    optimizer state, so checkpoints stay loadable with ``weights_only=True``."""
+
+    def __init__(self, params, rule, config: Mapping | None = None):
+        config = dict(config or {})
+        if not callable(rule):
+            raise TypeError(f"RuleOptimizer: rule must be callable, but got {type(rule).__name__}")
+        # without a learning rate in config, the rule's own default applies; it is read back
+        # from the config after the first step (so lr decay reaches it from then on)
+        lr = float(config["learning_rate"]) if "learning_rate" in config else None
+        super().__init__(params, {"lr": lr})
+        self.rule = rule
+        self.base_config = {k: v for k, v in config.items() if k != "learning_rate"}
+
+    @staticmethod
+    def _to_numpy(v):
+        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+
+    @staticmethod
+    def _to_state(v):
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(v))
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                config = {k: self._to_numpy(v) for k, v in state.get("config", self.base_config).items()}
+                if group["lr"] is not None:
+                    config["learning_rate"] = group["lr"]
+                w = p.detach().cpu().numpy()
+                if p.device.type != "cpu":
+                    w = w.copy()
+                dw = p.grad.detach().cpu().numpy().copy()
+                next_w, config = self.rule(w, dw, config)
+                next_w = np.asarray(next_w)
+                if next_w.shape != tuple(p.shape):
+                    raise ValueError(f"update rule {getattr(self.rule, '__name__', self.rule)!r} returned an array "
+                                     f"of shape {next_w.shape} for a parameter of shape {tuple(p.shape)}")
+                p.copy_(torch.from_numpy(np.ascontiguousarray(next_w)))
+                if "learning_rate" in config:
+                    group["lr"] = float(config.pop("learning_rate"))
+                state["config"] = {k: self._to_state(v) for k, v in config.items()}
+        return loss
+
+
 class CaptioningSolver:
     """Train a :class:`CaptioningRNN` on data in the :func:`a3ext.data.load_coco_data` format.
 
     Required: ``model``, ``data`` (dict with train/val captions, image_idxs, features,
     ``idx_to_word``). Options (the assignment's first):
 
-    * ``update_rule``: ``'adam'`` (default; beta1 0.9, beta2 0.999, eps 1e-8, as the
-      assignment's) or ``'sgd'``; ``optim_config``: ``{'learning_rate': ...}`` (plus
-      ``beta1``/``beta2``/``epsilon`` for adam, ``momentum`` for sgd);
+    * ``update_rule``: one of the assignment's rules by name, ``'sgd'``,
+      ``'sgd_momentum'``, ``'rmsprop'``, ``'adam'`` (default ``'sgd'``, as the
+      assignment's solver), or any function
+      ``rule(w, dw, config) -> (next_w, config)`` (:mod:`a3ext.captioning.optim`);
+      ``optim_config``: the rule's config dict, e.g. ``{'learning_rate': 5e-3}``
+      (defaults as in :mod:`.optim`). ``'adam'`` and ``'sgd'`` run torch's fused
+      optimizers with the assignment's update (torch adds Adam's epsilon to
+      sqrt(v / (1-beta2^t)), the assignment to sqrt(v): the solver passes torch
+      epsilon / sqrt(1-beta2^t) each step, which makes the two equal); the others run
+      the numpy rule on each parameter (:class:`RuleOptimizer`);
     * ``lr_decay`` (per epoch), ``batch_size``, ``num_epochs``, ``print_every``, ``verbose``;
     * ``grad_clip``: rescale the gradients to at most this global L2 norm before each
       update (``torch.nn.utils.clip_grad_norm_``; default None = no clipping, as the
@@ -121,7 +193,7 @@ class CaptioningSolver:
     def __init__(self, model: CaptioningRNN, data: Mapping, **kwargs):
         self.model = model
         self.data = data
-        self.update_rule = kwargs.pop("update_rule", "adam")
+        self.update_rule = kwargs.pop("update_rule", "sgd")  # the assignment's default
         self.optim_config = dict(kwargs.pop("optim_config", {}))
         self.lr_decay = float(kwargs.pop("lr_decay", 1.0))
         self.batch_size = int(kwargs.pop("batch_size", 100))
@@ -146,8 +218,15 @@ class CaptioningSolver:
         distributed = kwargs.pop("distributed", None)
         if kwargs:
             raise ValueError(f"CaptioningSolver: unrecognized arguments {', '.join(sorted(kwargs))}")
-        if self.update_rule not in ("adam", "sgd"):
-            raise ValueError(f"CaptioningSolver: update_rule must be 'adam' or 'sgd', but got {self.update_rule!r}")
+        self._rule = None
+        if callable(self.update_rule):
+            self._rule = self.update_rule
+            self.update_rule = getattr(self.update_rule, "__name__", type(self.update_rule).__name__)
+        elif self.update_rule not in optim.RULES:
+            raise ValueError(f"CaptioningSolver: update_rule must be one of {sorted(optim.RULES)} or a function "
+                             f"rule(w, dw, config) -> (next_w, config), but got {self.update_rule!r}")
+        elif self.update_rule not in ("adam", "sgd"):
+            self._rule = optim.RULES[self.update_rule]
         if self.batch_size < 1 or self.num_epochs < 0:
             raise ValueError(f"CaptioningSolver: batch_size must be >= 1 and num_epochs >= 0, but got "
                              f"{self.batch_size} and {self.num_epochs}")
@@ -182,7 +261,11 @@ class CaptioningSolver:
 
         lr = float(self.optim_config.get("learning_rate", 1e-3 if self.update_rule == "adam" else 1e-2))
         params = list(model.parameters())
-        if self.update_rule == "adam":
+        self.device = params[0].device if params else torch.device("cpu")
+        if self._rule is not None:
+            self.optimizer = RuleOptimizer(params, self._rule, self.optim_config)
+        elif self.update_rule == "adam":
+            self._adam_eps = float(self.optim_config.get("epsilon", 1e-8))
             self.optimizer = torch.optim.Adam(
                 params, lr=lr, betas=(self.optim_config.get("beta1", 0.9), self.optim_config.get("beta2", 0.999)),
                 eps=self.optim_config.get("epsilon", 1e-8),
@@ -260,14 +343,21 @@ class CaptioningSolver:
     def _update(self) -> None:
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self._rule is None and self.update_rule == "adam":
+            # the assignment's Adam: x -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps), i.e.
+            # torch's form with epsilon eps / sqrt(1-b2^t) at step t
+            for group in self.optimizer.param_groups:
+                t = 1 + max((int(self.optimizer.state[p]["step"]) for p in group["params"]
+                             if "step" in self.optimizer.state[p]), default=0)
+                group["eps"] = self._adam_eps / math.sqrt(1.0 - group["betas"][1] ** t)
         self.optimizer.step()
 
     def _step(self) -> float:
         n = self._train_caps.shape[0]
         mask = torch.from_numpy(self.rng.choice(n, self.batch_size))
         if not self.distributed:
-            captions = self._train_caps[mask]
-            features = self._train_feats[self._train_idxs[mask]]
+            captions = self._train_caps[mask].to(self.device)
+            features = self._train_feats[self._train_idxs[mask]].to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.model.loss(features, captions)
             loss.backward()
@@ -275,8 +365,8 @@ class CaptioningSolver:
             return float(loss.detach())
         # every rank drew the same global batch; keep this rank's contiguous slice
         mask = torch.tensor_split(mask, self.world_size)[self.rank]
-        captions = self._train_caps[mask]
-        features = self._train_feats[self._train_idxs[mask]]
+        captions = self._train_caps[mask].to(self.device)
+        features = self._train_feats[self._train_idxs[mask]].to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         local = self._loss_module(features, captions)  # sum over this shard / shard size
         share = mask.shape[0] / self.batch_size
@@ -375,11 +465,15 @@ def evaluate_bleu(model: CaptioningRNN, captions, image_idxs, features, idx_to_w
         if int(i) in refs_by_image:
             refs_by_image[int(i)].append(toks)
     feats = torch.as_tensor(np.asarray(features)[images])
+    try:
+        feats = feats.to(next(model.parameters()).device)
+    except StopIteration:
+        pass
     hyps = []
     for k in range(0, len(images), batch_size):
         f = feats[k:k + batch_size]
         out = model.sample(f, max_length) if beam_size == 1 else model.beam_search(f, beam_size, max_length)
-        hyps.extend(captions_to_tokens(out.numpy(), idx_to_word))
+        hyps.extend(captions_to_tokens(out.cpu().numpy(), idx_to_word))
     refs = [refs_by_image[int(i)] for i in images]
     scores = {f"bleu{n}": corpus_bleu(refs, hyps, max_n=n) for n in range(1, 5)}
     scores["num_images"] = int(len(images))

@@ -201,7 +201,7 @@ class ImageFeaturizer:
                     (f"block{self.MID_BLOCK}_grid{g}x{g}_{self.MID_CHANNELS}", self.MID_CHANNELS * g * g)]
         return [("pixels16", 16 * 16 * 3)]
 
-    def __call__(self, images, batch_size: int = 64) -> np.ndarray:
+    def __call__(self, images, batch_size: int = 64, on_batch=None) -> np.ndarray:
         import torch
         import torch.nn.functional as F
         from PIL import Image
@@ -213,6 +213,8 @@ class ImageFeaturizer:
                 arr = np.stack([np.asarray(im.convert("RGB").resize((16, 16), Image.Resampling.BILINEAR),
                                            dtype=np.float32) / 255.0 for im in batch])
                 out.append(arr.reshape(len(batch), -1))
+                if on_batch is not None:
+                    on_batch(len(batch))
                 continue
             s = self.image_size
             arr = np.stack([np.asarray(im.convert("RGB").resize((s, s), Image.Resampling.BICUBIC),
@@ -227,6 +229,8 @@ class ImageFeaturizer:
                 grid = F.adaptive_avg_pool2d(f, self.GRID).flatten(1)
                 mid = F.adaptive_avg_pool2d(maps[self.MID_BLOCK], self.GRID).flatten(1)
             out.append(torch.cat([g, grid, mid], dim=1).numpy())
+            if on_batch is not None:
+                on_batch(len(batch))
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.dim), np.float32)
 
 
@@ -256,7 +260,8 @@ def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int = 0,
                  features: str = "auto", image_size: int = 96, pca_dim: int = 512,
-                 save_images: bool = True, val_heldout_fraction: float = 0.5, verbose: bool = False) -> dict:
+                 save_images: bool = True, val_heldout_fraction: float = 0.5, verbose: bool = False,
+                 progress: bool = False) -> dict:
     """Generate the embedded dataset into ``out_dir`` in the COCO layout
     (:func:`a3ext.data.load_coco_data` reads it). Returns the metadata dict (also
     written to ``synthetic_meta.json``, with timings).
@@ -264,7 +269,8 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
     A fraction ``val_heldout_fraction`` of the validation images contains at least one
     held-out (size, colour, shape) triple; the others are new scenes from the training
     distribution. The captions file also holds ``val_image_heldout`` (one 0/1 flag per
-    validation image) so BLEU can be reported on both parts."""
+    validation image) so BLEU can be reported on both parts. ``progress``: a tqdm bar
+    over the scenes (rendered, then featurized)."""
     import h5py
 
     out = Path(out_dir)
@@ -280,13 +286,22 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
     n_held = int(round(num_val * val_heldout_fraction))
     heldout_flags = np.zeros(num_val, dtype=np.int8)
     heldout_flags[rng.permutation(num_val)[:n_held]] = 1
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=2 * (num_train + num_val), desc="embedded captioning data", unit="step", leave=False)
     for split, n in (("train", num_train), ("val", num_val)):
         ta = time.perf_counter()
         if split == "train":
             objs = [sample_scene(rng, "train") for _ in range(n)]
         else:
             objs = [sample_scene(rng, "heldout" if heldout_flags[i] else "train") for i in range(n)]
-        images = [render_scene(o) for o in objs]
+        images = []
+        for o in objs:
+            images.append(render_scene(o))
+            if bar is not None:
+                bar.update(1)
         rows, img_idx, names = [], [], []
         for i, (o, im) in enumerate(zip(objs, images)):
             for text in scene_captions(o):
@@ -298,7 +313,7 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
                 (out / name).parent.mkdir(parents=True, exist_ok=True)
                 im.save(out / name)
         tb = time.perf_counter()
-        raw[split] = featurizer(images).astype(np.float32)
+        raw[split] = featurizer(images, on_batch=bar.update if bar is not None else None).astype(np.float32)
         t_feat += time.perf_counter() - tb
         t_render += tb - ta
         caps[split] = np.stack(rows) if rows else np.zeros((0, MAX_WORDS + 2), np.int32)
@@ -307,6 +322,8 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
         scenes[split] = [[o.__dict__ for o in s] for s in objs]
         if verbose:
             print(f"{split}: {n} images, {len(rows)} captions")
+    if bar is not None:
+        bar.close()
     dim = min(pca_dim, raw["train"].shape[1], raw["train"].shape[0])
     # scale each block of the raw vector to the total variance of the first block (so the
     # 2880-d grid does not swamp the 1280-d global part, and the features keep the global

@@ -239,9 +239,9 @@ def visualization(ctx) -> None:
 
     from .. import assets
     from ..models import efficientnet_lite0
-    from ..visualization import (compute_saliency_maps, completeness_delta, create_class_visualization, grad_cam,
+    from ..visualization import (compute_saliency_maps, completeness_delta, grad_cam,
                                  integrated_gradients, make_fooling_images, overlay_heatmap, reduce_channels,
-                                 resolve_class, short_label, smoothgrad)
+                                 resolve_class, short_label, smoothgrad, visualize_class)
     from ..visualization.render import Panel, save_figure
 
     s = ctx.settings
@@ -351,7 +351,7 @@ def visualization(ctx) -> None:
         def one(cls=cls, k=k):
             target = resolve_class(cls, labels)
             t0 = time.perf_counter()
-            r = create_class_visualization(target, model, num_iterations=s["class_iterations"], size=size,
+            r = visualize_class(target, model, num_iterations=s["class_iterations"], size=size,
                                            show_every=0, generator=torch.Generator().manual_seed(k))
             seconds = time.perf_counter() - t0
             img = model.deprocess(r.image)

@@ -11,7 +11,17 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["BatchLoader", "as_unit_images", "load_digits", "DATA_ALIASES"]
+__all__ = ["BatchLoader", "as_unit_images", "load_digits", "DATA_ALIASES", "preprocess_img", "deprocess_img"]
+
+
+def preprocess_img(x):
+    """The notebook's ``preprocess_img``: [0, 1] images to the generator's [-1, 1]: ``2x - 1``."""
+    return 2 * x - 1.0
+
+
+def deprocess_img(x):
+    """The notebook's ``deprocess_img``: [-1, 1] back to [0, 1]: ``(x + 1) / 2``."""
+    return (x + 1.0) / 2.0
 
 
 def as_unit_images(images, name: str = "images") -> torch.Tensor:

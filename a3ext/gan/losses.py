@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -28,9 +29,12 @@ GRADIENT_PENALTY_WEIGHT = 10.0
 
 
 def _scores(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Check that ``x`` is (N,) or (N, 1) floating point; return it as (N,)."""
+    """Check that ``x`` is (N,) or (N, 1) floating point (a tensor, or a numpy array as
+    the notebooks' checks pass); return it as an (N,) tensor."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() == 2 and x.shape[1] == 1:
@@ -42,7 +46,14 @@ def _scores(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def bce_loss(input: torch.Tensor, target: torch.Tensor | float) -> torch.Tensor:
     """Numerically stable mean binary cross-entropy of logits ``input`` against
-    targets in [0, 1]: mean(max(s, 0) - s*y + log(1 + exp(-|s|)))."""
+    targets in [0, 1]: mean(max(s, 0) - s*y + log(1 + exp(-|s|))). Tensors or numpy arrays."""
+    if isinstance(input, np.ndarray):
+        input = torch.from_numpy(input)
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(target)
+    if not isinstance(input, torch.Tensor) or not input.is_floating_point():
+        raise TypeError(f"bce_loss: input must be a floating-point torch.Tensor or numpy array, got "
+                        f"{type(input).__name__}" + (f" of dtype {input.dtype}" if hasattr(input, 'dtype') else ""))
     target = torch.as_tensor(target, dtype=input.dtype, device=input.device).expand_as(input)
     loss = input.clamp(min=0) - input * target + torch.log1p(torch.exp(-input.abs()))
     return loss.mean()

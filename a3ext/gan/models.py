@@ -22,6 +22,7 @@ __all__ = [
     "Flatten",
     "Unflatten",
     "initialize_weights",
+    "xavier_init",
     "discriminator",
     "generator",
     "build_dc_classifier",
@@ -36,7 +37,7 @@ NOISE_DIM = 96
 IMAGE_SIZE = 784
 
 
-def sample_noise(batch_size: int, dim: int, seed: int | None = None, *,
+def sample_noise(batch_size: int, dim: int, *, seed: int | None = None,
                  generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
     """Uniform noise in (-1, 1) of shape ``(batch_size, dim)``.
@@ -71,25 +72,37 @@ class Flatten(nn.Module):
 
 
 class Unflatten(nn.Module):
-    """``(N, C*H*W)`` (or already ``(N, C, H, W)``) -> ``(N, C, H, W)``."""
+    """The assignment's ``Unflatten(N=-1, C=128, H=7, W=7)``: ``(N, C*H*W)`` (or already
+    ``(N, C, H, W)``) -> ``(N, C, H, W)``. ``N = -1`` takes the batch size from the
+    input; a fixed ``N`` (the notebook's ``Unflatten(batch_size, 1, 28, 28)``) must
+    match it."""
 
-    def __init__(self, C: int = 1, H: int = 28, W: int = 28):
+    def __init__(self, N: int = -1, C: int = 128, H: int = 7, W: int = 7):
         super().__init__()
-        self.C, self.H, self.W = C, H, W
+        self.N, self.C, self.H, self.W = N, C, H, W
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() != x.shape[0] * self.C * self.H * self.W:
+        n = x.shape[0] if self.N == -1 else self.N
+        if x.numel() != n * self.C * self.H * self.W:
             raise ValueError(f"Unflatten: expected {self.C * self.H * self.W} values per sample "
-                             f"(C={self.C}, H={self.H}, W={self.W}), got input shape {tuple(x.shape)}")
-        return x.reshape(x.shape[0], self.C, self.H, self.W)
+                             f"(N={self.N}, C={self.C}, H={self.H}, W={self.W}), got input shape {tuple(x.shape)}")
+        return x.reshape(n, self.C, self.H, self.W)
 
     def extra_repr(self) -> str:
-        return f"C={self.C}, H={self.H}, W={self.W}"
+        return f"N={self.N}, C={self.C}, H={self.H}, W={self.W}"
 
 
 def initialize_weights(m: nn.Module) -> None:
-    """Xavier-uniform weights and zero biases for Linear / Conv2d / ConvTranspose2d
-    (use with ``model.apply(initialize_weights)``)."""
+    """The assignment's initializer (use with ``model.apply(initialize_weights)``):
+    Xavier-uniform weights for ``nn.Linear`` and ``nn.ConvTranspose2d``; other layers
+    and all biases are left as they are."""
+    if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
+        nn.init.xavier_uniform_(m.weight.data)
+
+
+def xavier_init(m: nn.Module) -> None:
+    """a3ext's initializer for the networks it builds: Xavier-uniform weights and zero
+    biases for Linear / Conv2d / ConvTranspose2d (use with ``model.apply``)."""
     if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.xavier_uniform_(m.weight.data)
         if m.bias is not None:
@@ -108,7 +121,7 @@ def discriminator() -> nn.Sequential:
         nn.LeakyReLU(0.01),
         nn.Linear(256, 1),
     )
-    model.apply(initialize_weights)
+    model.apply(xavier_init)
     return model
 
 
@@ -125,7 +138,7 @@ def generator(noise_dim: int = NOISE_DIM) -> nn.Sequential:
         nn.Linear(1024, IMAGE_SIZE),
         nn.Tanh(),
     )
-    model.apply(initialize_weights)
+    model.apply(xavier_init)
     return model
 
 
@@ -136,7 +149,7 @@ def build_dc_classifier() -> nn.Sequential:
     Input ``(N, 784)`` or ``(N, 1, 28, 28)``; output logits ``(N, 1)``. No batch
     norm, so it is also a valid WGAN-GP critic (the penalty is per sample)."""
     model = nn.Sequential(
-        Unflatten(1, 28, 28),
+        Unflatten(C=1, H=28, W=28),
         nn.Conv2d(1, 32, kernel_size=5, stride=1),
         nn.LeakyReLU(0.01),
         nn.MaxPool2d(kernel_size=2, stride=2),
@@ -148,7 +161,7 @@ def build_dc_classifier() -> nn.Sequential:
         nn.LeakyReLU(0.01),
         nn.Linear(4 * 4 * 64, 1),
     )
-    model.apply(initialize_weights)
+    model.apply(xavier_init)
     return model
 
 
@@ -165,7 +178,7 @@ def build_dc_generator(noise_dim: int = NOISE_DIM) -> nn.Sequential:
         nn.Linear(1024, 7 * 7 * 128),
         nn.ReLU(),
         nn.BatchNorm1d(7 * 7 * 128),
-        Unflatten(128, 7, 7),
+        Unflatten(C=128, H=7, W=7),
         nn.ConvTranspose2d(128, 64, kernel_size=4, stride=2, padding=1),
         nn.ReLU(),
         nn.BatchNorm2d(64),
@@ -173,7 +186,7 @@ def build_dc_generator(noise_dim: int = NOISE_DIM) -> nn.Sequential:
         nn.Tanh(),
         Flatten(),
     )
-    model.apply(initialize_weights)
+    model.apply(xavier_init)
     return model
 
 

@@ -409,6 +409,8 @@ class GANTrainer:
         it = self.iteration
         if (it - 1) % self.show_every == 0:  # the assignment shows at iter_count 0, 250, ...
             g = self.history["g_loss"][-1] if self.history["g_loss"] else float("nan")
+            if self._last_fake is not None:
+                self.images.append(self._last_fake[:16].reshape(-1, 784).cpu().numpy())
             if self.log is not None and self._is_main:
                 msg = f"Iter: {it - 1}, D: {d_value:.4}, G:{g:.4}"
                 if self.log == "tqdm":
@@ -416,8 +418,6 @@ class GANTrainer:
                     tqdm.write(msg)
                 else:
                     self.log(msg)
-            if self._last_fake is not None:
-                self.images.append(self._last_fake[:16].reshape(-1, 784).cpu().numpy())
         if self.out_dir is not None and self._is_main:
             if it % self.sample_every == 0:
                 self.save_samples(self.out_dir / f"samples_{it:06d}.png")
@@ -500,24 +500,93 @@ class GANTrainer:
         self.load_state_dict(load_checkpoint(path))
 
 
-def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, loader_train,
-              show_every: int = 250, batch_size: int = 128, noise_size: int = NOISE_DIM,
-              num_epochs: int = 10, **kwargs) -> list[np.ndarray]:
-    """The assignment's training loop. Returns the list of ``(16, 784)`` numpy arrays of
-    generated images kept every ``show_every`` iterations.
+class SampleGrids(list):
+    """:func:`run_a_gan`'s return value: the ``(16, 784)`` numpy arrays of generated
+    images kept every ``show_every`` iterations (a list, with a one-line repr so that a
+    notebook cell ending in ``run_a_gan(...)`` does not print every pixel)."""
 
-    Extra keyword arguments go to :class:`GANTrainer` (``critic_steps``,
-    ``gradient_penalty_weight``, ``seed``, ``out_dir``, ``checkpoint_every``,
-    ``progress``, ``log``, ``kind``, ``max_iterations``, ``resume`` = checkpoint path).
+    def __repr__(self) -> str:
+        return f"<{len(self)} sample grids of 16 images (one every show_every iterations)>"
+
+
+def default_loader(batch_size: int = 128, seed: int = 0) -> BatchLoader:
+    """The notebooks' ``loader_train`` when none is given: the 5,000 real MNIST digits
+    embedded with a3ext (:func:`a3ext.datasets.mnist_5k`), shuffled per epoch, batches
+    of ``batch_size`` as ``(images (N, 1, 28, 28) in [0, 1], labels)``."""
+    from .. import datasets
+
+    digits = datasets.mnist_5k()
+    return BatchLoader(digits.images, digits.labels, batch_size=batch_size, shuffle=True, seed=seed)
+
+
+def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show_every: int = 250,
+              batch_size: int = 128, noise_size: int = NOISE_DIM, num_epochs: int = 10, *,
+              loader_train=None, **kwargs) -> SampleGrids:
+    """The assignment's training loop, with its signature: ``run_a_gan(D, G, D_solver,
+    G_solver, discriminator_loss, generator_loss, show_every=250, batch_size=128,
+    noise_size=96, num_epochs=10)``. Prints ``Iter: i, D: ..., G: ...`` every
+    ``show_every`` iterations (and shows the 16 images in a Jupyter kernel, as the
+    notebook does); returns the kept images (:class:`SampleGrids`).
+
+    ``loader_train`` (keyword-only; the notebook's global): batches ``(x, y)`` of
+    images in [0, 1]; default: :func:`default_loader` (the embedded MNIST digits at
+    ``batch_size``). Extra keyword arguments go to :class:`GANTrainer`
+    (``critic_steps``, ``gradient_penalty_weight``, ``seed``, ``out_dir``,
+    ``checkpoint_every``, ``progress``, ``log``, ``kind``, ``max_iterations``,
+    ``resume`` = checkpoint path).
     """
     max_iterations = kwargs.pop("max_iterations", None)
     resume = kwargs.pop("resume", None)
+    if loader_train is None:
+        loader_train = default_loader(batch_size, seed=kwargs.get("seed", 0))
+    notebook = "log" not in kwargs and _in_notebook()
     trainer = GANTrainer(D, G, D_solver, G_solver, discriminator_loss, generator_loss, loader_train,
                          batch_size=batch_size, noise_size=noise_size, show_every=show_every, **kwargs)
+    if notebook:
+        def show(msg: str) -> None:
+            import matplotlib.pyplot as plt
+
+            print(msg)
+            if trainer.images:
+                show_images(trainer.images[-1])
+                plt.show()
+            print()
+        trainer.log = show
     if resume is not None:
         trainer.resume(resume)
     trainer.train(num_epochs, max_iterations=max_iterations)
-    return trainer.images
+    return SampleGrids(trainer.images)
+
+
+def _in_notebook() -> bool:
+    from ..visualization.synthesis import _in_notebook as in_nb
+
+    return in_nb()
+
+
+def show_images(images):
+    """The notebook's ``show_images``: a square grid of images (a (N, D) array or
+    tensor of flattened square images, or (N, ..., H, W)) drawn with matplotlib in the
+    current figure; returns None, as the notebook's."""
+    import matplotlib.gridspec as gridspec
+    import matplotlib.pyplot as plt
+
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    images = np.reshape(np.asarray(images), [np.asarray(images).shape[0], -1])
+    sqrtn = int(np.ceil(np.sqrt(images.shape[0])))
+    sqrtimg = int(np.ceil(np.sqrt(images.shape[1])))
+    plt.figure(figsize=(sqrtn, sqrtn))
+    gs = gridspec.GridSpec(sqrtn, sqrtn)
+    gs.update(wspace=0.05, hspace=0.05)
+    for i, img in enumerate(images):
+        ax = plt.subplot(gs[i])
+        plt.axis("off")
+        ax.set_xticklabels([])
+        ax.set_yticklabels([])
+        ax.set_aspect("equal")
+        plt.imshow(img.reshape([sqrtimg, sqrtimg]))
+    return None
 
 
 def train_gan(kind: str, images, *, labels=None, num_epochs: int = 10, batch_size: int = 128,

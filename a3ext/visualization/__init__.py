@@ -5,8 +5,10 @@ to (N, C) scores -- in practice :mod:`a3ext.models`' EfficientNet-Lite0 / Squeez
 
     X = model.preprocess(img)                                 # (1, 3, 224, 224)
     compute_saliency_maps(X, y, model)                        # (N, H, W)
-    r = make_fooling_image(X, target, model)                  # FoolingResult: .image, .iterations, .linf_pixels
-    v = create_class_visualization(target, model, generator=torch.Generator().manual_seed(0))
+    X_fooling = make_fooling_image(X, target, model)          # (1, 3, H, W), the assignment's contract
+    r = fool(X, target, model)                                # FoolingResult: .image, .iterations, .linf_pixels
+    img = create_class_visualization(target, model, dtype)    # PIL image, the assignment's contract
+    v = visualize_class(target, model, generator=torch.Generator().manual_seed(0))  # ClassVisualization
     smoothgrad(X, y, model), integrated_gradients(X, y, model)        # (N, 3, H, W)
     grad_cam(X, y, model, layer="_bn1")                       # (N, H, W)
     render.overlay_heatmap(model.deprocess(X), heatmap)       # PIL image
@@ -20,14 +22,15 @@ from .attribution import (class_score_gradients, completeness_delta, compute_sal
                           reduce_channels, resolve_baseline, resolve_layer, smoothgrad)
 from .classes import UnknownClassError, resolve_class, short_label
 from .render import overlay_heatmap
-from .synthesis import (ClassVisualization, FoolingError, FoolingResult, create_class_visualization,
-                        gaussian_blur, gaussian_kernel1d, jitter, make_fooling_image, make_fooling_images)
+from .synthesis import (ClassVisualization, FoolingError, FoolingResult, create_class_visualization, fool,
+                        gaussian_blur, gaussian_kernel1d, jitter, make_fooling_image, make_fooling_images,
+                        visualize_class)
 
 __all__ = [
     "compute_saliency_maps", "class_score_gradients", "smoothgrad", "integrated_gradients",
     "ig_alphas_and_weights", "completeness_delta", "resolve_baseline", "grad_cam", "resolve_layer",
     "default_gradcam_layer", "reduce_channels",
-    "make_fooling_image", "make_fooling_images", "FoolingResult", "FoolingError",
-    "create_class_visualization", "ClassVisualization", "gaussian_blur", "gaussian_kernel1d", "jitter",
+    "make_fooling_image", "fool", "make_fooling_images", "FoolingResult", "FoolingError",
+    "create_class_visualization", "visualize_class", "ClassVisualization", "gaussian_blur", "gaussian_kernel1d", "jitter",
     "overlay_heatmap", "resolve_class", "short_label", "UnknownClassError",
 ]

@@ -115,7 +115,7 @@ def _fool(args) -> int:
 
     from .classes import resolve_class
     from .render import Panel, save_figure
-    from .synthesis import FoolingError, make_fooling_image
+    from .synthesis import FoolingError, fool
 
     model = _load_model(args)
     labels = model.labels
@@ -124,7 +124,7 @@ def _fool(args) -> int:
         raise ValueError(f"--image: fool takes one image, got {len(args.image)}")
     names, X = _load_images(args, model)
     try:
-        r = make_fooling_image(X, target, model, learning_rate=args.lr, max_iter=args.max_iter)
+        r = fool(X, target, model, learning_rate=args.lr, max_iter=args.max_iter)
         status = 0
     except FoolingError as exc:
         print(f"a3ext visualize fool: {exc}", file=sys.stderr)
@@ -154,7 +154,7 @@ def _classviz(args) -> int:
 
     from .classes import resolve_class
     from .render import Panel, save_figure
-    from .synthesis import create_class_visualization
+    from .synthesis import visualize_class
 
     model = _load_model(args)
     labels = model.labels
@@ -165,7 +165,7 @@ def _classviz(args) -> int:
         if value is not None:
             params[key] = value
     gen = torch.Generator().manual_seed(args.seed)
-    result = create_class_visualization(target, model, show_every=args.show_every, generator=gen,
+    result = visualize_class(target, model, show_every=args.show_every, generator=gen,
                                         size=args.size, **params)
     panels = []
     with torch.no_grad():

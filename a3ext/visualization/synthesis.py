@@ -8,6 +8,7 @@ objective with respect to the image (the norm over one whole image).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,9 +21,11 @@ from ._common import check_images, check_targets, eval_mode, pixel_bounds, pixel
 __all__ = [
     "FoolingResult",
     "FoolingError",
+    "fool",
     "make_fooling_image",
     "make_fooling_images",
     "ClassVisualization",
+    "visualize_class",
     "create_class_visualization",
     "gaussian_blur",
     "gaussian_kernel1d",
@@ -35,7 +38,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FoolingResult:
-    """The outcome of :func:`make_fooling_image` for one image.
+    """The outcome of :func:`fool` for one image.
 
     ``image``: the fooling image (1, 3, H, W), a new tensor (the input is not
     modified). ``iterations``: gradient steps taken (0 when the input was
@@ -61,7 +64,7 @@ class FoolingResult:
 
 
 class FoolingError(RuntimeError):
-    """``make_fooling_image`` ran ``max_iter`` steps without fooling the model;
+    """``fool`` / ``make_fooling_image`` ran ``max_iter`` steps without fooling the model;
     ``.result`` holds the last image and its prediction."""
 
     def __init__(self, message: str, result: FoolingResult):
@@ -71,10 +74,10 @@ class FoolingError(RuntimeError):
 
 def make_fooling_images(X: torch.Tensor, target_y, model: nn.Module, learning_rate: float = 1.0,
                         max_iter: int = 100, raise_on_failure: bool = True) -> list[FoolingResult]:
-    """:func:`make_fooling_image` for a batch: ``X`` (N, 3, H, W), ``target_y`` N
+    """:func:`fool` for a batch: ``X`` (N, 3, H, W), ``target_y`` N
     class indices. Each image is updated with its own normalised gradient and
     frozen as soon as it is classified as its target, so image i gets the same
-    steps as ``make_fooling_image(X[i:i+1], target_y[i], ...)`` (up to float
+    steps as ``fool(X[i:i+1], target_y[i], ...)`` (up to float
     rounding of batched convolutions); only unfooled images go through the model.
     Returns one :class:`FoolingResult` per image. With ``raise_on_failure`` a
     :class:`FoolingError` (about the first unfooled image) is raised if any
@@ -145,8 +148,8 @@ def make_fooling_images(X: torch.Tensor, target_y, model: nn.Module, learning_ra
     return results
 
 
-def make_fooling_image(X: torch.Tensor, target_y: int, model: nn.Module, learning_rate: float = 1.0,
-                       max_iter: int = 100) -> FoolingResult:
+def fool(X: torch.Tensor, target_y: int, model: nn.Module, *, learning_rate: float = 1.0,
+         max_iter: int = 100) -> FoolingResult:
     """A fooling image: ``X`` changed imperceptibly until ``model`` predicts ``target_y``.
 
     ``X``: one preprocessed image (1, 3, H, W) as made by ``model.preprocess``;
@@ -157,17 +160,30 @@ def make_fooling_image(X: torch.Tensor, target_y: int, model: nn.Module, learnin
     the pixel range, as in the assignment. Returns a :class:`FoolingResult`
     (``.image`` is the fooling image; ``.iterations``, ``.linf_pixels``, ... report the run);
     raises :class:`FoolingError` if the model is still not fooled after
-    ``max_iter`` steps.
+    ``max_iter`` steps. :func:`make_fooling_image` is the assignment's form (returns
+    the image only).
     """
     if isinstance(X, torch.Tensor) and X.dim() == 4 and X.shape[0] != 1:
         raise ValueError(f"make_fooling_image: X must be one image of shape (1, 3, H, W), got shape "
                          f"{tuple(X.shape)}; use make_fooling_images for a batch")
     check_images(X, "make_fooling_image", batch=1)
-    if isinstance(target_y, torch.Tensor) and target_y.numel() == 1:
+    if isinstance(target_y, torch.Tensor) and target_y.numel() == 1 and not target_y.is_floating_point():
+        target_y = int(target_y)
+    if isinstance(target_y, numbers.Integral) and not isinstance(target_y, bool):
         target_y = int(target_y)
     if not isinstance(target_y, int) or isinstance(target_y, bool):
         raise TypeError(f"make_fooling_image: target_y must be an int class index, got {type(target_y).__name__}")
     return make_fooling_images(X, [target_y], model, learning_rate, max_iter)[0]
+
+
+def make_fooling_image(X: torch.Tensor, target_y: int, model: nn.Module, *, learning_rate: float = 1.0,
+                       max_iter: int = 100) -> torch.Tensor:
+    """The assignment's ``make_fooling_image(X, target_y, model)``: returns the fooling
+    image ``X_fooling`` (1, 3, H, W), a new tensor that ``model`` classifies as
+    ``target_y``. Gradient ascent with normalised steps of ``learning_rate`` (1, as the
+    notebook suggests) until fooled; raises :class:`FoolingError` after ``max_iter``
+    steps. :func:`fool` returns the same image with a report of the run."""
+    return fool(X, target_y, model, learning_rate=learning_rate, max_iter=max_iter).image
 
 
 # --------------------------------------------------------------------------- class visualization
@@ -218,7 +234,7 @@ def jitter(X: torch.Tensor, ox: int, oy: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ClassVisualization:
-    """The outcome of :func:`create_class_visualization`.
+    """The outcome of :func:`visualize_class`.
 
     ``image``: (1, 3, H, W) preprocessed image; ``target``: the class;
     ``probability``: softmax probability the model gives ``target`` on
@@ -235,12 +251,13 @@ class ClassVisualization:
     snapshots: list = field(default_factory=list, repr=False)
 
 
-def create_class_visualization(target_y: int, model: nn.Module, l2_reg: float = 1e-3,
-                               learning_rate: float = 25, num_iterations: int = 100,
-                               blur_every: int = 10, max_jitter: int = 16, show_every: int = 25,
-                               generator: torch.Generator | None = None, size: int = 224,
-                               callback: Callable[[int, torch.Tensor], None] | None = None,
-                               blur_sigma: float = 0.5) -> ClassVisualization:
+def visualize_class(target_y: int, model: nn.Module, l2_reg: float = 1e-3,
+                    learning_rate: float = 25, num_iterations: int = 100,
+                    blur_every: int = 10, max_jitter: int = 16, show_every: int = 25,
+                    generator: torch.Generator | None = None, size: int = 224,
+                    callback: Callable[[int, torch.Tensor], None] | None = None,
+                    blur_sigma: float = 0.5, *, bounds=None, dtype: torch.dtype | None = None
+                    ) -> ClassVisualization:
     """An image the model classifies as ``target_y``, by regularised gradient ascent.
 
     Starts from ``torch.randn(1, 3, size, size)`` noise (drawn with
@@ -248,7 +265,8 @@ def create_class_visualization(target_y: int, model: nn.Module, l2_reg: float = 
     ``num_iterations`` steps. Each step, as in the assignment: roll the image by
     random offsets ``ox, oy`` in ``[0, max_jitter]`` (drawn with ``generator``),
     take a step ``learning_rate * g / ||g||_2``, roll back, clamp to
-    ``model.pixel_range`` (skipped for a model without it), and every
+    ``bounds`` (``(low, high)``, broadcastable to the image) or else
+    ``model.pixel_range`` (skipped for a model without either), and every
     ``blur_every`` steps (t = 0, blur_every, ...) blur with a Gaussian of
     ``blur_sigma`` = 0.5 pixel. At step t = 0, every ``show_every``-th step and
     the last one, ``callback(t, image)`` is called with a copy of the (1, 3, H, W)
@@ -256,10 +274,14 @@ def create_class_visualization(target_y: int, model: nn.Module, l2_reg: float = 
     (``show_every=0`` disables both). The same ``generator`` state gives the
     same image. The defaults are the assignment's (tuned for SqueezeNet); they
     also reach p >= 0.9 on EfficientNet-Lite0 (see benchmarks/bench_visualization.py).
-    Returns a :class:`ClassVisualization`.
+    ``dtype``: of the image (default: the model's parameters'). Returns a
+    :class:`ClassVisualization`; :func:`create_class_visualization` is the
+    assignment's form (returns a PIL image).
     """
     fn = "create_class_visualization"
-    if isinstance(target_y, torch.Tensor) and target_y.numel() == 1:
+    if isinstance(target_y, torch.Tensor) and target_y.numel() == 1 and not target_y.is_floating_point():
+        target_y = int(target_y)
+    if isinstance(target_y, numbers.Integral) and not isinstance(target_y, bool):
         target_y = int(target_y)
     if not isinstance(target_y, int) or isinstance(target_y, bool):
         raise TypeError(f"{fn}: target_y must be an int class index, got {type(target_y).__name__}")
@@ -273,12 +295,18 @@ def create_class_visualization(target_y: int, model: nn.Module, l2_reg: float = 
         raise ValueError(f"{fn}: l2_reg must be a number >= 0, got {l2_reg!r}")
     try:
         param = next(model.parameters())
-        device, dtype = param.device, param.dtype
+        device = param.device
     except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
+        device, dtype_ = torch.device("cpu"), torch.float32
+    else:
+        dtype_ = param.dtype
+    dtype = dtype or dtype_
     gen_device = generator.device if generator is not None else torch.device("cpu")
     img = torch.randn((1, 3, size, size), generator=generator, device=gen_device).to(device, dtype)
-    bounds = pixel_bounds(model, img)
+    if bounds is not None:
+        bounds = tuple(torch.as_tensor(b).to(device, dtype) for b in bounds)
+    else:
+        bounds = pixel_bounds(model, img)
     snapshots = []
     with eval_mode(model):
         for t in range(num_iterations):
@@ -306,3 +334,96 @@ def create_class_visualization(target_y: int, model: nn.Module, l2_reg: float = 
     return ClassVisualization(image=img, target=target_y, probability=float(probs[target_y]),
                               predicted_class=int(probs.argmax()), iterations=num_iterations,
                               snapshots=snapshots)
+
+
+def _resolve_tensor_type(dtype, fn: str):
+    """The notebook's ``dtype`` (``torch.FloatTensor``, ``torch.cuda.FloatTensor``, or a
+    ``torch.dtype``) as ``(torch.dtype, device or None)``."""
+    if dtype is None:
+        return None, None
+    if isinstance(dtype, torch.dtype):
+        return dtype, None
+    if isinstance(dtype, str):
+        name = dtype
+    elif isinstance(dtype, type):
+        name = f"{dtype.__module__}.{dtype.__name__}"
+    else:
+        name = None
+    table = {"FloatTensor": torch.float32, "DoubleTensor": torch.float64, "HalfTensor": torch.float16,
+             "BFloat16Tensor": torch.bfloat16}
+    if name:
+        short = name.rsplit(".", 1)[-1]
+        if short in table:
+            return table[short], (torch.device("cuda") if ".cuda" in name else torch.device("cpu"))
+    raise TypeError(f"{fn}: dtype must be a torch tensor type (torch.FloatTensor, torch.cuda.FloatTensor, ...) "
+                    f"or a floating torch.dtype, got {dtype!r}")
+
+
+def _in_notebook() -> bool:
+    import sys
+
+    ipy = sys.modules.get("IPython")
+    try:
+        return ipy is not None and ipy.get_ipython() is not None and \
+            "IPKernelApp" in ipy.get_ipython().config
+    except Exception:  # noqa: BLE001 - any IPython oddity means: not a notebook
+        return False
+
+
+def create_class_visualization(target_y, model: nn.Module, dtype=None, **kwargs):
+    """The assignment's ``create_class_visualization(target_y, model, dtype, **kwargs)``:
+    an image the model classifies as ``target_y``, returned as a PIL image.
+
+    ``dtype``: the notebook's tensor type (``torch.FloatTensor``,
+    ``torch.cuda.FloatTensor``) or a ``torch.dtype``; as in the notebook the model is
+    converted with ``model.type(dtype)``. Keyword arguments (the notebook's defaults):
+    ``l2_reg`` 1e-3, ``learning_rate`` 25, ``num_iterations`` 100, ``blur_every`` 10,
+    ``max_jitter`` 16, ``show_every`` 25 (in a Jupyter kernel the image is shown at those
+    steps, as the notebook does); and a3ext's: ``generator``, ``size``, ``callback``,
+    ``blur_sigma``. The image is clamped to ``model.pixel_range`` when the model has one,
+    else to the SqueezeNet range the assignment clamps to, and converted with
+    ``model.deprocess`` when the model has one, else with the notebook's ``deprocess``
+    (SqueezeNet statistics, min-max rescaled). :func:`visualize_class` returns the
+    tensor and the run's report instead.
+    """
+    fn = "create_class_visualization"
+    tdtype, device = _resolve_tensor_type(dtype, fn)
+    if dtype is not None:
+        model.type(dtype)
+    unknown = set(kwargs) - {"l2_reg", "learning_rate", "num_iterations", "blur_every", "max_jitter",
+                             "show_every", "generator", "size", "callback", "blur_sigma"}
+    if unknown:
+        raise TypeError(f"{fn}: unexpected keyword arguments {sorted(unknown)}")
+    bounds = None
+    if getattr(model, "pixel_range", None) is None:
+        from ..imaging import SQUEEZENET_MEAN, SQUEEZENET_STD
+
+        mean = torch.from_numpy(SQUEEZENET_MEAN).view(1, 3, 1, 1)
+        std = torch.from_numpy(SQUEEZENET_STD).view(1, 3, 1, 1)
+        bounds = ((0.0 - mean) / std, (1.0 - mean) / std)
+    if kwargs.get("callback") is None and kwargs.get("show_every", 25) and _in_notebook():
+        kwargs["callback"] = _notebook_display(target_y, model, kwargs.get("num_iterations", 100))
+    result = visualize_class(target_y, model, bounds=bounds, dtype=tdtype, **kwargs)
+    return _to_pil(result.image, model)
+
+
+def _to_pil(img: torch.Tensor, model: nn.Module):
+    if callable(getattr(model, "deprocess", None)):
+        return model.deprocess(img.detach().cpu().float())
+    from ..imaging import deprocess
+
+    return deprocess(img.detach().cpu().float())
+
+
+def _notebook_display(target_y: int, model: nn.Module, num_iterations: int):
+    def show(t: int, img: torch.Tensor) -> None:
+        import matplotlib.pyplot as plt
+
+        labels = getattr(model, "labels", None)
+        name = labels[target_y] if labels else f"class {target_y}"
+        plt.imshow(_to_pil(img, model))
+        plt.title(f"{name}\nIteration {t + 1} / {num_iterations}")
+        plt.gcf().set_size_inches(4, 4)
+        plt.axis("off")
+        plt.show()
+    return show

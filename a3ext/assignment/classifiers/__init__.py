@@ -1,0 +1,1 @@
+"""The assignment's ``classifiers`` package: :mod:`.rnn` (``CaptioningRNN``)."""

@@ -1,0 +1,5 @@
+"""The assignment's ``data_utils.load_imagenet_val``: see
+:func:`a3ext.datasets.load_imagenet_val`."""
+from ..datasets import load_imagenet_val
+
+__all__ = ["load_imagenet_val"]

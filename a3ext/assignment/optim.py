@@ -1,0 +1,4 @@
+"""The assignment's ``optim``: ``sgd``, ``adam`` (and ``sgd_momentum``, ``rmsprop``)."""
+from ..captioning.optim import adam, rmsprop, sgd, sgd_momentum
+
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
