@@ -520,7 +520,8 @@ def _op_function(spec: _OpSpec):
         return tuple(spec.with_diff([None] * n_in, d))
 
     def forward(*inputs):
-        return spec.forward(*inputs)
+        with torch._C._AutoDispatchBelowAutograd():  # straight to the kernel
+            return spec.forward(*inputs)
 
     def jvp(ctx, *tangents):
         inputs = _saved_args(ctx)[:n_in]
@@ -547,8 +548,11 @@ def _op_function(spec: _OpSpec):
 _autograd_lib = torch.library.Library("a3ext", "IMPL")  # keeps the registrations below alive
 
 
-def _has_tangent(args) -> bool:
-    """Whether any argument carries a forward-mode tangent (a dual tensor)."""
+def _differentiated(args) -> bool:
+    """Whether autograd records this call: grad mode on and an argument that
+    requires grad, or an argument with a forward-mode tangent (a dual tensor)."""
+    if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return True
     return torch.autograd.forward_ad._current_level >= 0 and any(
         isinstance(a, Tensor) and torch.autograd.forward_ad.unpack_dual(a).tangent is not None for a in args)
 
@@ -566,8 +570,7 @@ def _bind(spec: _OpSpec):
 
     def autograd_kernel(keyset, *args):
         args = (*args, *defaults[len(args):])  # the dispatcher drops trailing default arguments
-        if (torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)) \
-                or _has_tangent(args):
+        if _differentiated(args):
             if torch._C._are_functorch_transforms_active():
                 raise RuntimeError(
                     f"torch.ops.a3ext.{opname}: torch.func transforms (grad, vjp, jacrev, jvp) cannot "
@@ -582,7 +585,10 @@ def _bind(spec: _OpSpec):
     def apply(*inputs):
         if torch.compiler.is_compiling():
             return spec.forward(*inputs)
-        return function.apply(*inputs)
+        if _differentiated(inputs) or torch._C._are_functorch_transforms_active():
+            return function.apply(*inputs)
+        with torch._C._AutoDispatchBelowAutograd():  # inference: no autograd.Function overhead
+            return spec.forward(*inputs)
 
     apply.function = function
     return apply
