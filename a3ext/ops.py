@@ -548,12 +548,21 @@ def _op_function(spec: _OpSpec):
 _autograd_lib = torch.library.Library("a3ext", "IMPL")  # keeps the registrations below alive
 
 
+def _apply(function, args):
+    """function.apply(*args) without the transforms active: what
+    torch.autograd.Function.apply does then, minus its per-call
+    inspect.signature binding of default arguments (forward has none), which
+    costs as much as the op on small inputs."""
+    args = torch._functorch.utils.unwrap_dead_wrappers(args)
+    return super(torch.autograd.Function, function).apply(*args)
+
+
 def _differentiated(args) -> bool:
     """Whether autograd records this call: grad mode on and an argument that
     requires grad, or an argument with a forward-mode tangent (a dual tensor)."""
     if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
         return True
-    return torch.autograd.forward_ad._current_level >= 0 and any(
+    return torch.autograd.forward_ad._current_level >= 0 and any(  # (a private flag, no public one)
         isinstance(a, Tensor) and torch.autograd.forward_ad.unpack_dual(a).tangent is not None for a in args)
 
 
@@ -576,7 +585,7 @@ def _bind(spec: _OpSpec):
                     f"torch.ops.a3ext.{opname}: torch.func transforms (grad, vjp, jacrev, jvp) cannot "
                     f"differentiate the bare dispatcher op; call a3ext.ops.{spec.name.split('.')[1]}, "
                     f"which supports them")
-            return function.apply(*args)
+            return _apply(function, args)
         with torch._C._AutoDispatchBelowAutograd():
             return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
@@ -585,8 +594,10 @@ def _bind(spec: _OpSpec):
     def apply(*inputs):
         if torch.compiler.is_compiling():
             return spec.forward(*inputs)
-        if _differentiated(inputs) or torch._C._are_functorch_transforms_active():
+        if torch._C._are_functorch_transforms_active():
             return function.apply(*inputs)
+        if _differentiated(inputs):
+            return _apply(function, inputs)
         with torch._C._AutoDispatchBelowAutograd():  # inference: no autograd.Function overhead
             return spec.forward(*inputs)
 
