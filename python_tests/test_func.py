@@ -162,6 +162,17 @@ def test_gradgradcheck(name):
     _gradgradcheck(op, make_args(shapes, requires_grad=True))
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_torch_checks_every_mode(name):
+    """torch's own checker: forward mode, batched (vmapped) gradients, forward
+    over reverse, all against finite differences."""
+    op, _, shapes = CASES[name]
+    args = make_args(shapes, requires_grad=True)
+    assert torch.autograd.gradcheck(op, args, check_forward_ad=True, check_batched_grad=True,
+                                    check_batched_forward_grad=True)
+    assert torch.autograd.gradgradcheck(op, args, check_fwd_over_rev=True, check_batched_grad=True)
+
+
 @pytest.mark.parametrize("name", DISPATCHER_CASES)
 def test_gradgradcheck_dispatcher_ops(name):
     op, shapes = DISPATCHER_CASES[name]
