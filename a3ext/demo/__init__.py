@@ -12,12 +12,16 @@ Integrated Gradients, Grad-CAM, fooling images, class visualizations), ``style``
 (vanilla, least-squares, DC and WGAN-GP generators with the quality metric, and the
 semi-supervised classifier against its baseline).
 
-Modules: :mod:`.runner` (stage orchestration, resume, atomic files), :mod:`.stages`
-(the four stages and their settings per mode), :mod:`.report` (the HTML page),
-:mod:`.cli` (``a3ext demo``).
+Modules, each importing only modules listed before it: :mod:`.stage_list` (the stage
+names, modes, titles and metric keys: a leaf every other module reads), :mod:`.stages`
+(the four stages and their settings per mode; they import only the parts' public API),
+:mod:`.report` (the HTML page), :mod:`.runner` (stage orchestration, resume, atomic
+files), :mod:`.cli` (``a3ext demo``). Nothing in a3ext imports the demo but the face,
+:mod:`a3ext.cli`.
 """
 from .cli import register_cli
-from .runner import METRIC_KEYS, MODES, STAGES, StageContext, run_demo
+from .runner import StageContext, run_demo
+from .stage_list import METRIC_KEYS, MODES, STAGES
 from .stages import SETTINGS
 
 __all__ = ["run_demo", "register_cli", "STAGES", "MODES", "METRIC_KEYS", "SETTINGS", "StageContext"]

@@ -1,15 +1,20 @@
 """``a3ext demo [--out DIR] [--quick] [--parts ...] [--force]``: run the whole assignment
-and write an offline HTML report (``DIR/index.html``), its PNGs and ``DIR/metrics.json``."""
+and write an offline HTML report (``DIR/index.html``), its PNGs and ``DIR/metrics.json``.
+
+May import: :mod:`a3ext._cli_util` and the demo's :mod:`.stage_list` and :mod:`.runner`
+(lazily, so ``a3ext --help`` stays fast); nothing imports it but the package and the face.
+"""
 from __future__ import annotations
 
 import argparse
+
+from .._cli_util import user_errors
+from .stage_list import STAGES
 
 __all__ = ["register_cli", "run_cli"]
 
 
 def _parts(text: str) -> list[str]:
-    from .runner import STAGES
-
     parts = [p for p in text.replace(",", " ").split() if p]
     bad = [p for p in parts if p not in STAGES]
     if bad or not parts:
@@ -30,7 +35,7 @@ def _positive_int(text: str) -> int:
 
 def run_cli(args: argparse.Namespace) -> int:
     """The ``demo`` subcommand: 0 when every stage succeeded, 1 when one failed."""
-    from .runner import STAGES, run_demo
+    from .runner import run_demo
 
     parts = [p for group in (args.parts or [list(STAGES)]) for p in group]
     result = run_demo(args.out, quick=args.quick, parts=parts, tiny=getattr(args, "tiny", False), force=args.force,
@@ -56,4 +61,4 @@ def register_cli(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (the per-stage log lines stay)")
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="torch threads (default: torch's default, the number of cores); 1 helps on a busy machine")
-    p.set_defaults(func=run_cli)
+    p.set_defaults(func=user_errors("a3ext demo", run_cli))

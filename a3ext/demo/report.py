@@ -1,19 +1,19 @@
 """The demo's HTML page: one self-contained file (inline CSS, no scripts, fonts or
 external URLs), images referenced as relative PNG files beside it. Every text that
-comes from data (captions, class names, errors, tracebacks) is HTML-escaped."""
+comes from data (captions, class names, errors, tracebacks) is HTML-escaped.
+
+May import: the standard library and the demo's :mod:`.stage_list` (the stages and their
+titles); not :mod:`.runner`, which calls :func:`render_page`.
+"""
 from __future__ import annotations
 
 import html
 import json
 
+from .stage_list import STAGES, TITLES
+
 __all__ = ["render_page", "TITLES"]
 
-TITLES = {
-    "captioning": "1. Image captioning: vanilla RNN and LSTM",
-    "visualization": "2. Network visualization: saliency, attributions, fooling images, class visualization",
-    "style": "3. Neural style transfer, feature inversion, texture synthesis",
-    "gan": "4. Generative adversarial networks and semi-supervised learning",
-}
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d2330;line-height:1.45}
@@ -98,8 +98,6 @@ def _status_badge(rec: dict | None) -> str:
 
 def render_page(mode: str, parts, records: dict[str, dict], metrics: dict) -> str:
     """The whole page as a string (see the module docstring)."""
-    from .runner import STAGES
-
     env = metrics.get("environment", {})
     shown = [n for n in STAGES if n in parts or n in records]
     total = sum(float(records[n].get("seconds") or 0) for n in shown if n in records)

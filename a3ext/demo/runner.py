@@ -14,10 +14,13 @@ pictures all exist, is not run again (``force=True`` reruns it). Inside a stage,
 (:meth:`StageContext.substep`) and the parts' own checkpoints in ``work/<stage>`` let
 an interrupted stage continue where it stopped. Every file is written atomically
 (temporary file in the same folder, then ``os.replace``).
+
+May import: the standard library, torch and tqdm (lazily), :mod:`a3ext._util`, and the
+demo's :mod:`.stage_list`, :mod:`.stages` (the stage functions) and :mod:`.report` (the
+page); not :mod:`.cli`, which builds on this one.
 """
 from __future__ import annotations
 
-from .._util import atomic_write
 import datetime as _dt
 import json
 import os
@@ -29,22 +32,13 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .._util import atomic_write
+from .stage_list import METRIC_KEYS, MODES, STAGES
+
 __all__ = ["STAGES", "MODES", "METRIC_KEYS", "StageContext", "run_demo", "atomic_write_bytes",
            "atomic_write_text", "atomic_write_json"]
 
-#: The stages in the order they run.
-STAGES = ("captioning", "visualization", "style", "gan")
-#: ``tiny`` (tests: every stage in seconds), ``quick`` (< 10 min on 2 cores), ``full``.
-MODES = ("tiny", "quick", "full")
 RECORD_VERSION = 1
-
-#: The keys every successful stage puts into ``metrics.json[stage]`` (tests check them).
-METRIC_KEYS = {
-    "captioning": ("dataset", "rnn", "lstm"),
-    "visualization": ("predictions", "saliency", "integrated_gradients", "fooling", "class_visualization"),
-    "style": ("presets",),
-    "gan": ("quality_floor", "vanilla", "ls", "dc", "wgangp", "semi_supervised"),
-}
 
 
 # --------------------------------------------------------------------------- atomic files

@@ -12,6 +12,11 @@ one is about the same or less): captioning 75, visualization 36, style 33, GANs 
 (vanilla 26, LS 26, DC 67, WGAN-GP 64, semi-supervised 29), plus 20 s once for
 the GAN quality classifier when it is not cached yet. ``full`` is estimated from these
 per-unit costs at roughly 40 minutes, most of it DCGAN and WGAN-GP training.
+
+May import: numpy, matplotlib, torch and the parts' public API (:mod:`a3ext.captioning`,
+:mod:`a3ext.visualization`, :mod:`a3ext.style`, :mod:`a3ext.gan`, :mod:`a3ext.assets`,
+:mod:`a3ext.models`, :mod:`a3ext.datasets`), lazily inside each stage; nothing of the
+demo (a stage gets its :class:`~a3ext.demo.runner.StageContext` as an argument).
 """
 from __future__ import annotations
 
