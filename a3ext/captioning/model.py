@@ -195,6 +195,13 @@ class CaptioningRNN(nn.Module):
         parameters; assigning an array copies it in). See :class:`ParamsView`."""
         return ParamsView(self)
 
+    @params.setter
+    def params(self, values: Mapping) -> None:
+        """``model.params = {...}`` (e.g. restoring a saved best set) copies each array in."""
+        view = ParamsView(self)
+        for k, v in dict(values).items():
+            view[k] = v
+
     @property
     def dtype(self) -> torch.dtype:
         return self.W_embed.dtype

@@ -62,13 +62,19 @@ class BatchLoader:
         drop_last: drop the final short batch (the assignment skips it anyway).
         shard: ``(rank, world_size)``: keep every world_size-th batch starting at rank
             (data parallelism; every rank sees the same permutation).
+        repeats: (keyword-only) passes over the images per epoch (each pass in its own
+            order), e.g. to give the 5,000 embedded digits the notebook's 50,000-image epoch.
 
     Call :meth:`set_epoch` before iterating to choose the epoch's permutation.
     """
 
     def __init__(self, images, labels=None, batch_size: int = 128, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = True, shard: tuple[int, int] = (0, 1)):
+                 seed: int = 0, drop_last: bool = True, shard: tuple[int, int] = (0, 1), *,
+                 repeats: int = 1):
         self.images = as_unit_images(images)
+        if isinstance(repeats, bool) or int(repeats) != repeats or repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+        self.repeats = int(repeats)
         n = self.images.shape[0]
         if labels is None:
             self.labels = torch.full((n,), -1, dtype=torch.long)
@@ -92,7 +98,7 @@ class BatchLoader:
         self.epoch = int(epoch)
 
     def _num_batches_total(self) -> int:
-        n = self.images.shape[0]
+        n = self.images.shape[0] * self.repeats
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __len__(self) -> int:
@@ -104,9 +110,9 @@ class BatchLoader:
         """This epoch's permutation of the image indices."""
         n = self.images.shape[0]
         if not self.shuffle:
-            return torch.arange(n)
+            return torch.arange(n).repeat(self.repeats)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(n, generator=g)
+        return torch.cat([torch.randperm(n, generator=g) for _ in range(self.repeats)])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self.order()

@@ -19,6 +19,7 @@ with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
+from .. import checkpoint as _ckpt
 from .._util import atomic_write
 import json
 import math
@@ -160,22 +161,29 @@ _atomic_write = atomic_write  # a3ext._util
 
 # ----------------------------------------------------------------------- checkpoints
 
+#: GAN checkpoints in :mod:`a3ext.checkpoint` (digest-verified, ``weights_only``).
+CHECKPOINT_KIND = _ckpt.Kind(
+    "gan", "a3ext GAN checkpoint",
+    legacy_keys=frozenset({"format", "kind", "config", "D", "G", "D_solver", "G_solver", "rng", "torch_rng",
+                           "iteration", "epoch", "batch_in_epoch", "history"}),
+    is_legacy=lambda s: s.get("format") == CHECKPOINT_FORMAT)
+
+
 def save_checkpoint(state: dict, path) -> Path:
-    """Save a checkpoint dict (see :meth:`GANTrainer.state_dict`) atomically."""
-    return _atomic_write(Path(path), lambda f: torch.save(state, f))
+    """Save a checkpoint dict (see :meth:`GANTrainer.state_dict`) with
+    :func:`a3ext.checkpoint.save`: atomic, with the sha256 of its contents."""
+    return _ckpt.save(state, path, CHECKPOINT_KIND)
 
 
 def load_checkpoint(path) -> dict:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` onto the CPU and check
-    its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        got = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} is not an a3ext GAN checkpoint: expected format "
-                         f"{CHECKPOINT_FORMAT!r}, got {got!r}")
+    """Load a checkpoint with :func:`a3ext.checkpoint.load` (``weights_only``, onto the
+    CPU, digest verified) and check its format; a missing, empty, truncated, corrupt or
+    foreign file raises a ``CheckpointError`` (``ValueError``) or
+    ``CheckpointNotFoundError`` (``FileNotFoundError``) naming the file."""
+    state = _ckpt.load(path, CHECKPOINT_KIND)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise _ckpt.CheckpointError(f"{path} is not an a3ext GAN checkpoint: expected format "
+                                    f"{CHECKPOINT_FORMAT!r}, got {state.get('format')!r}")
     return state
 
 
@@ -509,14 +517,22 @@ class SampleGrids(list):
         return f"<{len(self)} sample grids of 16 images (one every show_every iterations)>"
 
 
+#: Images per epoch of the notebook's ``loader_train`` (``NUM_TRAIN`` MNIST digits).
+NOTEBOOK_EPOCH_IMAGES = 50000
+
+
 def default_loader(batch_size: int = 128, seed: int = 0) -> BatchLoader:
     """The notebooks' ``loader_train`` when none is given: the 5,000 real MNIST digits
-    embedded with a3ext (:func:`a3ext.datasets.mnist_5k`), shuffled per epoch, batches
+    embedded with a3ext (:func:`a3ext.datasets.mnist_5k`), each epoch 10 shuffled passes
+    over them = the notebook's 50,000 images per epoch (so ``num_epochs`` means the
+    same number of iterations as in the notebook: 390 per epoch at batch 128), batches
     of ``batch_size`` as ``(images (N, 1, 28, 28) in [0, 1], labels)``."""
     from .. import datasets
 
     digits = datasets.mnist_5k()
-    return BatchLoader(digits.images, digits.labels, batch_size=batch_size, shuffle=True, seed=seed)
+    repeats = max(1, NOTEBOOK_EPOCH_IMAGES // digits.images.shape[0])
+    return BatchLoader(digits.images, digits.labels, batch_size=batch_size, shuffle=True, seed=seed,
+                       repeats=repeats)
 
 
 def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show_every: int = 250,
