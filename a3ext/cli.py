@@ -7,6 +7,15 @@
     a3ext style ...           neural style transfer, feature inversion, texture synthesis
     a3ext gan ...             GAN training, sampling, semi-supervised learning
     a3ext assets list|fetch   the offline photos, paintings, digits and weights
+
+The face: each part adds its subcommand through its own ``register_cli(subparsers)``
+(listed in ``_PARTS``, imported lazily); this module runs the chosen handler through
+:func:`a3ext._cli_util.run_handler`, the one error-reporting path of every subcommand
+(a bad file or value: one line naming it on stderr, exit status 2;
+``A3EXT_TRACEBACK=1`` for the traceback).
+
+May import: anything in a3ext (lazily, the parts' CLI modules); nothing in a3ext imports
+it (``__main__`` and the ``a3ext`` script call :func:`main`).
 """
 from __future__ import annotations
 
@@ -14,13 +23,15 @@ import argparse
 import importlib
 import sys
 
+from ._cli_util import run_handler
+
 # (module, function) pairs that each add their subcommand; imported lazily so
 # `a3ext --help` stays fast and one broken part does not break the others.
 _PARTS = [
     ("a3ext.demo.cli", "register_cli"),
     ("a3ext.captioning.cli", "register_cli"),
     ("a3ext.visualization.cli", "register_cli"),
-    ("a3ext.style", "register_cli"),
+    ("a3ext.style.cli", "register_cli"),
     ("a3ext.gan.cli", "register_cli"),
     ("a3ext.assets", "register_cli"),
 ]
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    return run_handler(f"a3ext {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

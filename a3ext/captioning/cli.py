@@ -8,7 +8,13 @@
     a3ext caption eval --checkpoint CK/checkpoint.pt --data DIR [--split val --beam-size 3]
 
 ``--data`` is a directory in the assignment's COCO layout (the real
-``coco_captioning`` folder, or one written by ``make-dataset``).
+``coco_captioning`` folder, or one written by ``make-dataset``). A bad file or directory
+is answered with one line naming it and exit status 2 (:mod:`a3ext._cli_util`).
+
+May import: the captioning modules, :mod:`a3ext._util` and :mod:`a3ext._cli_util`; never
+the face (:mod:`a3ext.cli`), which calls :func:`register_cli`. ``python -m
+a3ext.captioning.cli caption ...`` (what ``torchrun -m`` runs) parses with this part's
+subcommands only.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from .._cli_util import reading, standalone_main, user_errors
 from .._util import positive_float, torchrun_process_group
 
 __all__ = ["register_cli"]
@@ -48,9 +55,10 @@ def _ensure_data(args):
         dist.barrier()  # the other ranks read what rank 0 generated
     import numpy as np
 
-    return load_coco_data(base, max_train=getattr(args, "max_train", None),
-                          pca_features=not getattr(args, "no_pca", False),
-                          rng=np.random.RandomState(args.seed))
+    with reading(base, "--data"):
+        return load_coco_data(base, max_train=getattr(args, "max_train", None),
+                              pca_features=not getattr(args, "no_pca", False),
+                              rng=np.random.RandomState(args.seed))
 
 
 def _train(args) -> int:
@@ -118,7 +126,8 @@ def _sample(args) -> int:
     from .data import decode_captions
     from .solver import model_from_checkpoint
 
-    model = model_from_checkpoint(args.checkpoint)
+    with reading(args.checkpoint, "--checkpoint"):
+        model = model_from_checkpoint(args.checkpoint)
     idx_to_word = model.idx_to_word
     if args.image or args.scene_seed is not None:
         from PIL import Image
@@ -126,12 +135,14 @@ def _sample(args) -> int:
         from .synthetic import image_features, render_scene, sample_scene, scene_captions
 
         if args.image:
-            img = Image.open(args.image).convert("RGB")
+            with reading(args.image, "--image"), Image.open(args.image) as opened:
+                img = opened.convert("RGB")
         else:
             objs = sample_scene(np.random.RandomState(args.scene_seed), args.split)
             img = render_scene(objs)
             print("reference: " + " | ".join(scene_captions(objs)))
-        feats = torch.from_numpy(image_features(args.data, [img]))
+        with reading(args.data, "--data"):
+            feats = torch.from_numpy(image_features(args.data, [img]))
         text = decode_captions(_decode(model, feats, args.beam_size, args.max_length).numpy()[0], idx_to_word)
         text = text.replace("<START>", "").replace("<END>", "").strip()
         print(text)
@@ -156,7 +167,8 @@ def _sample(args) -> int:
 def _eval(args) -> int:
     from .solver import evaluate_bleu, model_from_checkpoint
 
-    model = model_from_checkpoint(args.checkpoint)
+    with reading(args.checkpoint, "--checkpoint"):
+        model = model_from_checkpoint(args.checkpoint)
     data = _ensure_data(args)
     s = args.split
     scores = evaluate_bleu(model, data[f"{s}_captions"], data[f"{s}_image_idxs"], data[f"{s}_features"],
@@ -167,25 +179,9 @@ def _eval(args) -> int:
     return 0
 
 
-def _user_errors(command: str, handler):
-    """Wrap a command so that bad input (a missing or unreadable file, a wrong value)
-    prints one line naming it and exits with status 2 instead of a traceback
-    (``A3EXT_TRACEBACK=1`` re-raises, for debugging)."""
-    def func(args) -> int:
-        import os
-
-        from PIL import UnidentifiedImageError
-
-        try:
-            return handler(args)
-        except (FileNotFoundError, IsADirectoryError, PermissionError, UnidentifiedImageError, KeyError,
-                ValueError, TypeError) as exc:
-            if os.environ.get("A3EXT_TRACEBACK"):
-                raise
-            print(f"a3ext caption {command}: {type(exc).__name__}: {exc} (A3EXT_TRACEBACK=1 shows where)",
-                  file=sys.stderr)
-            return 2
-    return func
+def _command(command: str, handler):
+    """``handler`` reporting bad input as one line and exit status 2 (:mod:`a3ext._cli_util`)."""
+    return user_errors(f"a3ext caption {command}", handler)
 
 
 def register_cli(subparsers) -> None:
@@ -205,7 +201,7 @@ def register_cli(subparsers) -> None:
     m.add_argument("--image-size", type=int, default=96, help="input size of the feature extractor (default 96)")
     m.add_argument("--pca-dim", type=int, default=512)
     m.add_argument("--no-images", action="store_true", help="do not write the rendered PNGs")
-    m.set_defaults(func=_user_errors("make-dataset", _make_dataset))
+    m.set_defaults(func=_command("make-dataset", _make_dataset))
 
     def data_args(q, make=False):
         q.add_argument("--data", required=True, help="directory in the COCO captioning layout")
@@ -238,7 +234,7 @@ def register_cli(subparsers) -> None:
     t.add_argument("--resume", default=None, help="checkpoint to resume from exactly")
     t.add_argument("--quiet", action="store_true")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    t.set_defaults(func=_user_errors("train", _train))
+    t.set_defaults(func=_command("train", _train))
 
     s = sub.add_parser("sample", help="caption images of a split, an image file, or a freshly rendered scene")
     data_args(s)
@@ -250,7 +246,7 @@ def register_cli(subparsers) -> None:
     s.add_argument("--out", help="write the image with its caption here (PNG)")
     s.add_argument("--beam-size", type=int, default=1)
     s.add_argument("--max-length", type=int, default=30)
-    s.set_defaults(func=_user_errors("sample", _sample))
+    s.set_defaults(func=_command("sample", _sample))
 
     e = sub.add_parser("eval", help="corpus BLEU-1..4 of a checkpoint on a split")
     data_args(e)
@@ -259,15 +255,13 @@ def register_cli(subparsers) -> None:
     e.add_argument("--num-images", type=int, default=None)
     e.add_argument("--beam-size", type=int, default=1)
     e.add_argument("--max-length", type=int, default=30)
-    e.set_defaults(func=_user_errors("eval", _eval))
+    e.set_defaults(func=_command("eval", _eval))
 
 
 def main(argv=None) -> int:
-    """``python -m a3ext.captioning.cli caption ...``: the same as ``python -m a3ext caption ...``
+    """``python -m a3ext.captioning.cli caption ...``: the same as ``a3ext caption ...``
     (the module torchrun launches for data-parallel training)."""
-    from ..cli import main as a3ext_main
-
-    return a3ext_main(argv)
+    return standalone_main(register_cli, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

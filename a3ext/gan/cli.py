@@ -7,20 +7,26 @@ semi-supervised GAN classifier.
     a3ext gan semisup --labels-per-class 10 --data mnist5k --epochs 60
 
 ``train`` under ``torchrun --nproc_per_node K`` trains data-parallel (DDP, gloo on CPU).
+A bad file (a missing or corrupt checkpoint, a missing data directory) is answered with
+one line naming it and exit status 2 (:mod:`a3ext._cli_util`).
+
+May import: the GAN modules, :mod:`a3ext._util` and :mod:`a3ext._cli_util`; never the
+face (:mod:`a3ext.cli`), which calls :func:`register_cli`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from .._cli_util import UserInputError, reading, standalone_main, user_errors
 from .._util import positive_int, torchrun_process_group
 
 __all__ = ["register_cli", "main"]
 
 
 _positive_int = positive_int  # shared argparse type (a3ext._util)
+
 
 def _set_threads(args) -> None:
     if getattr(args, "threads", None):
@@ -32,24 +38,33 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
+def _load_data(args):
+    """``--data`` as :class:`a3ext.datasets.Splits` (a bad one: one line naming it)."""
+    from .data import load_digits
+
+    with reading(args.data, "--data"):
+        return load_digits(args.data, seed=args.split_seed)
+
+
+def _load_generator(args):
+    """``--checkpoint``'s generator and config (a bad file: one line naming it)."""
+    from .train import load_generator
+
+    with reading(args.checkpoint, "--checkpoint"):
+        return load_generator(args.checkpoint)
+
+
 def _cmd_train(args) -> int:
     import torch
     import torch.distributed as dist
 
-    from .data import load_digits
     from .train import KINDS, train_gan
 
     if args.kind not in KINDS:  # argparse choices already check; kept for programmatic use
-        print(f"a3ext gan train: unknown --kind {args.kind!r}; expected one of {', '.join(KINDS)}",
-              file=sys.stderr)
-        return 2
+        raise UserInputError(f"unknown --kind {args.kind!r}; expected one of {', '.join(KINDS)}")
     _set_threads(args)
     with torchrun_process_group() as world:
-        try:
-            splits = load_digits(args.data, seed=args.split_seed)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"a3ext gan train: --data {args.data!r}: {exc}", file=sys.stderr)
-            return 2
+        splits = _load_data(args)
         trainer = train_gan(
             args.kind, splits.train.images, labels=splits.train.labels, num_epochs=args.epochs,
             batch_size=args.batch_size, noise_dim=args.noise_dim, seed=args.seed, out_dir=args.out,
@@ -85,13 +100,9 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from .train import generate, load_generator, save_image_grid
+    from .train import generate, save_image_grid
 
-    try:
-        G, config = load_generator(args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"a3ext gan sample: --checkpoint {args.checkpoint}: {exc}", file=sys.stderr)
-        return 2
+    G, config = _load_generator(args)
     images = generate(G, args.n, config["noise_size"], seed=args.seed)
     path = save_image_grid(images, args.out, nrow=args.nrow)
     if not args.quiet:
@@ -103,14 +114,11 @@ def _cmd_score(args) -> int:
     import torch
 
     from .metrics import quality_model
-    from .train import generate, load_generator
+    from .train import generate
 
     _set_threads(args)
-    try:
-        G, config = load_generator(args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"a3ext gan score: --checkpoint {args.checkpoint}: {exc}", file=sys.stderr)
-        return 2
+    G, config = _load_generator(args)
+    _load_data(args)  # a bad --data is named before the quality classifier is trained
     quality, splits = quality_model(args.data, seed=args.split_seed)
     heldout = torch.cat([splits.val.images, splits.test.images])[:args.n]
     _print_json({"kind": config["kind"], "generated": quality.score(generate(G, args.n, config["noise_size"],
@@ -125,14 +133,11 @@ def _cmd_semisup(args) -> int:
     from .semi_supervised import run_semi_supervised
 
     _set_threads(args)
-    try:
-        result = run_semi_supervised(args.data, args.labels_per_class, epochs=args.epochs,
-                                     batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                     split_seed=args.split_seed, progress=not args.no_progress,
-                                     out_dir=args.out)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"a3ext gan semisup: {exc}", file=sys.stderr)
-        return 2
+    _load_data(args)  # a bad --data is named before anything is trained
+    result = run_semi_supervised(args.data, args.labels_per_class, epochs=args.epochs,
+                                 batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                 split_seed=args.split_seed, progress=not args.no_progress,
+                                 out_dir=args.out)
     print(result.summary())
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -180,7 +185,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-q", "--quiet", action="store_true", help="no log lines or summary")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=user_errors("a3ext gan train", _cmd_train))
 
     p = sub.add_parser("sample", help="draw a grid of samples from a checkpoint's generator")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `a3ext gan train`")
@@ -189,7 +194,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--nrow", type=_positive_int, default=8, help="images per grid row (default 8)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=_cmd_sample)
+    p.set_defaults(func=user_errors("a3ext gan sample", _cmd_sample))
 
     p = sub.add_parser("score", help="quality of a checkpoint's samples (own digit-CNN metric) vs held-out real")
     p.add_argument("--checkpoint", required=True)
@@ -198,7 +203,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=None)
-    p.set_defaults(func=_cmd_score)
+    p.set_defaults(func=user_errors("a3ext gan score", _cmd_score))
 
     p = sub.add_parser("semisup", help="semi-supervised GAN classifier vs supervised-only baseline")
     p.add_argument("--labels-per-class", type=_positive_int, default=10)
@@ -211,17 +216,13 @@ def register_cli(subparsers) -> None:
     p.add_argument("--out", default=None, help="directory for semisup.json and a sample grid")
     p.add_argument("--threads", type=_positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_semisup)
+    p.set_defaults(func=user_errors("a3ext gan semisup", _cmd_semisup))
 
 
 def main(argv=None) -> int:
     """Stand-alone entry point (``python -m a3ext.gan.cli train ...``), also what
     ``torchrun -m a3ext.gan.cli`` runs."""
-    parser = argparse.ArgumentParser(prog="a3ext-gan")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_cli(sub)
-    args = parser.parse_args(["gan", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    return standalone_main(register_cli, ["gan", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -8,12 +8,20 @@ visualizations as PNG figures.
 Images are asset names (``a3ext assets list``) or image files; classes are
 ImageNet indices or label names (``'tiger cat'``). ``--model efficientnet``
 (the default, pretrained EfficientNet-Lite0) or ``--model squeezenet --weights
-squeezenet1_1.pth`` (a torchvision-format state dict).
+squeezenet1_1.pth`` (a torchvision-format state dict). A bad file (an image that is
+not one, missing weights) is answered with one line naming it and exit status 2
+(:mod:`a3ext._cli_util`).
+
+May import: the visualization modules, :mod:`a3ext.assets`, :mod:`a3ext.models`,
+:mod:`a3ext._util` and :mod:`a3ext._cli_util`; never the face (:mod:`a3ext.cli`).
 """
 from __future__ import annotations
 
-from .._util import positive_int, positive_float
+import contextlib
 import sys
+
+from .._cli_util import reading, user_errors
+from .._util import positive_float, positive_int
 
 __all__ = ["register_cli"]
 
@@ -32,11 +40,13 @@ def _load_model(args):
         if args.weights is None:
             print("a3ext visualize: warning: --model squeezenet without --weights uses random weights; "
                   "the pictures will not mean much", file=sys.stderr)
-        return models.squeezenet1_1(weights=args.weights)
+        with reading(args.weights, "--weights") if args.weights is not None else contextlib.nullcontext():
+            return models.squeezenet1_1(weights=args.weights)
     if args.weights is None:
         return models.efficientnet_lite0(pretrained=True)
     model = models.efficientnet_lite0(pretrained=False)
-    models._load_state_dict(model, args.weights, "efficientnet_lite0")
+    with reading(args.weights, "--weights"):
+        models._load_state_dict(model, args.weights, "efficientnet_lite0")
     return model
 
 
@@ -52,7 +62,11 @@ def _load_images(args, model):
 
     from .. import assets
 
-    xs = [model.preprocess(assets.resolve_image(spec), size=args.size) for spec in args.image]
+    xs = []
+    for spec in args.image:
+        with reading(spec, "--image"):
+            img = assets.resolve_image(spec)
+        xs.append(model.preprocess(img, size=args.size))
     return list(args.image), torch.cat(xs)
 
 
@@ -186,19 +200,9 @@ def _classviz(args) -> int:
     return 0
 
 
-def _run(handler):
-    """Wrap a command so that input errors print one line and exit with status 2."""
-    def func(args) -> int:
-        from .. import assets, models
-        from .classes import UnknownClassError
-
-        try:
-            return handler(args)
-        except (UnknownClassError, assets.UnknownAssetError, FileNotFoundError, models.WeightsError,
-                ValueError, TypeError) as exc:
-            print(f"a3ext visualize {args.visualize_command}: {exc}", file=sys.stderr)
-            return 2
-    return func
+def _run(command: str, handler):
+    """``handler`` reporting bad input as one line and exit status 2 (:mod:`a3ext._cli_util`)."""
+    return user_errors(f"a3ext visualize {command}", handler)
 
 
 def _common(p, image: bool = True) -> None:
@@ -240,14 +244,14 @@ def register_cli(subparsers) -> None:
         if method == "gradcam":
             p.add_argument("--layer", help="module name, e.g. _bn1, _blocks.15, features.12 "
                            "(default: the last feature map)")
-        p.set_defaults(func=_run(_attribution))
+        p.set_defaults(func=_run(method, _attribution))
     p = sub.add_parser("fool", help="fooling image: imperceptible change to another class",
                        description="fooling image: original, fooling image, differences, both predictions")
     _common(p)
     p.add_argument("--target", required=True, metavar="CLASS", help="class to fool the model into")
     p.add_argument("--lr", type=_positive_float, default=1.0, help="step size (L2 norm per step; default 1)")
     p.add_argument("--max-iter", type=_positive_int, default=100, help="most steps (default 100)")
-    p.set_defaults(func=_run(_fool))
+    p.set_defaults(func=_run("fool", _fool))
     p = sub.add_parser("classviz", help="class visualization from noise",
                        description="class visualization: gradient ascent on a class score from noise")
     _common(p, image=False)
@@ -259,4 +263,4 @@ def register_cli(subparsers) -> None:
     p.add_argument("--max-jitter", type=int, default=None, help="largest jitter in pixels (default 16)")
     p.add_argument("--show-every", type=_positive_int, default=25, help="snapshot period (default 25)")
     p.add_argument("--seed", type=int, default=0, help="noise and jitter seed (default 0)")
-    p.set_defaults(func=_run(_classviz))
+    p.set_defaults(func=_run("classviz", _classviz))
