@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -77,12 +78,66 @@ def download(url: str, dest, sha256: str | None = None, chunk_size: int = 1 << 1
     return dest
 
 
+#: Temporary files of :func:`atomic_write` now being written by this process.
+_WRITING: set[str] = set()
+
+
+def _temporary_pattern(path: Path) -> re.Pattern:
+    """Names of :func:`atomic_write`'s temporaries for ``path``: ``.NAME.p<pid>.<8>.tmp``
+    (and ``.NAME.<8>.tmp`` from versions before the pid was recorded)."""
+    return re.compile(rf"\.{re.escape(path.name)}\.(?:p(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Delete the temporaries that :func:`atomic_write` left beside ``path`` when its
+    process was killed mid-write (a full-size ``.NAME.p<pid>.xxxxxxxx.tmp`` each time).
+
+    A temporary is stale when the process that made it is gone, or is this process and
+    not writing it now; temporaries of a live other process are kept (it may still be
+    writing). Only temporaries of ``path``'s own name are touched. Returns the removed
+    paths; errors (a read-only directory, a race with another cleaner) are ignored."""
+    path = Path(path)
+    pattern = _temporary_pattern(path)
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or entry.path in _WRITING:
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write(path, write: Callable) -> Path:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, fsync,
-    then :func:`os.replace` it into place: readers never see a partial file."""
+    then :func:`os.replace` it into place: readers never see a partial file.
+
+    The temporary is ``.NAME.p<pid>.xxxxxxxx.tmp`` and is deleted when ``write`` fails;
+    a process killed mid-write leaves it behind for :func:`remove_stale_temporaries`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.p{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    _WRITING.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -95,6 +150,8 @@ def atomic_write(path, write: Callable) -> Path:
         except FileNotFoundError:
             pass
         raise
+    finally:
+        _WRITING.discard(tmp)
     return path
 
 

@@ -20,7 +20,6 @@ and only rank 0 evaluates BLEU, prints, shows the progress bar and writes checkp
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from pathlib import Path
 from typing import Mapping
@@ -28,7 +27,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .._util import atomic_write
+from .. import checkpoint
 from . import optim
 from .bleu import captions_to_tokens, corpus_bleu
 from .model import CaptioningRNN
@@ -39,28 +38,27 @@ __all__ = ["CaptioningSolver", "RuleOptimizer", "load_checkpoint", "model_from_c
 _CKPT_VERSION = 1
 
 
-def save_checkpoint_atomic(obj, path) -> Path:
-    """``torch.save`` to a temporary file in the same directory, fsync, then
-    ``os.replace``: ``path`` is always either the old or the new complete checkpoint."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+#: Solver checkpoints in :mod:`a3ext.checkpoint` (digest-verified, ``weights_only``).
+CHECKPOINT_KIND = checkpoint.Kind(
+    "captioning", "a3ext captioning checkpoint",
+    legacy_keys=frozenset({"version", "model", "model_config", "optimizer", "solver", "np_rng", "torch_rng"}),
+    is_legacy=lambda s: s.get("version") == _CKPT_VERSION and "model" in s)
+
+
+def save_checkpoint_atomic(obj: dict, path) -> Path:
+    """Write a solver checkpoint with :func:`a3ext.checkpoint.save`: atomic (``path`` is
+    always the old or the new complete file) and carrying the sha256 of its contents."""
+    return checkpoint.save(obj, path, CHECKPOINT_KIND)
 
 
 def load_checkpoint(path) -> dict:
-    """Load a solver checkpoint with ``torch.load(weights_only=True)`` (no pickled code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign file, pickled code refused, ...
-        if isinstance(exc, pickle.UnpicklingError):
-            why = "it is not a torch file, or holds objects other than tensors and plain containers"
-        else:
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValueError(f"load_checkpoint: cannot read {path} with torch.load(weights_only=True): the file is "
-                         f"corrupt, truncated or not an a3ext captioning checkpoint ({why})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("version") != _CKPT_VERSION or "model" not in ckpt:
-        raise ValueError(f"load_checkpoint: {path} is not an a3ext captioning checkpoint (version {_CKPT_VERSION})")
+    """Load a solver checkpoint with :func:`a3ext.checkpoint.load`: ``weights_only`` (no
+    pickled code), digest verified; a missing, empty, truncated, corrupt or foreign file
+    raises a ``CheckpointError`` (``ValueError``) or ``CheckpointNotFoundError``
+    (``FileNotFoundError``) naming the file."""
+    ckpt = checkpoint.load(path, CHECKPOINT_KIND)
+    if ckpt.get("version") != _CKPT_VERSION or "model" not in ckpt:
+        raise checkpoint.CheckpointError(f"{path} is not an a3ext captioning checkpoint (version {_CKPT_VERSION})")
     return ckpt
 
 
