@@ -369,9 +369,9 @@ def test_load_coco_data_layout_and_keys(tmp_path):
     s = D.decode_captions(data["train_captions"][0], data["idx_to_word"])
     assert s.startswith("<START> ") and s.endswith(" <END>") and len(s.split()) == 5
     assert len(D.decode_captions(data["train_captions"][:3], data["idx_to_word"])) == 3
-    import a3ext.data
+    import a3ext.assignment.coco_utils
 
-    assert a3ext.data.load_coco_data is D.load_coco_data
+    assert a3ext.assignment.coco_utils.load_coco_data is D.load_coco_data
 
 
 def test_load_coco_data_clear_errors(tmp_path):

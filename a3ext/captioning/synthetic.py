@@ -263,7 +263,7 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
                  save_images: bool = True, val_heldout_fraction: float = 0.5, verbose: bool = False,
                  progress: bool = False) -> dict:
     """Generate the embedded dataset into ``out_dir`` in the COCO layout
-    (:func:`a3ext.data.load_coco_data` reads it). Returns the metadata dict (also
+    (:func:`a3ext.captioning.data.load_coco_data` reads it). Returns the metadata dict (also
     written to ``synthetic_meta.json``, with timings).
 
     A fraction ``val_heldout_fraction`` of the validation images contains at least one
