@@ -21,6 +21,9 @@ the deepest features blur: val BLEU-4 0.81 -> 0.92 at equal training) or, with
 ``features='pixels'`` (or when the weights are unavailable and ``features='auto'``),
 the image downsampled to 16x16x3; then PCA to ``pca_dim`` (fitted on the training
 features), like the assignment's PCA'd VGG features. Everything is deterministic from ``seed``.
+
+May import: numpy, Pillow, h5py, tqdm, torch, :mod:`a3ext.models` (the feature extractor) and
+:mod:`.data` (the COCO file names); nothing above the captioning part.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ names, modes, titles and metric keys: a leaf every other module reads), :mod:`.s
 :mod:`.report` (the HTML page), :mod:`.runner` (stage orchestration, resume, atomic
 files), :mod:`.cli` (``a3ext demo``). Nothing in a3ext imports the demo but the face,
 :mod:`a3ext.cli`.
+
+May import: its own modules only (it re-exports their public names).
 """
 from .cli import register_cli
 from .runner import StageContext, run_demo
