@@ -436,3 +436,39 @@ def test_cli_bad_inputs(tmp_path, capsys):
                     str(tmp_path / "missing.pth"), "--out", str(tmp_path / "z.png")]) == 2
     assert "missing.pth" in capsys.readouterr().err
     assert not any(tmp_path.glob("*.png"))
+
+
+# --------------------------------------------------------------------------- feature visualization
+def test_transformed_probability_separates_a_photo_from_noise(effnet):
+    """The recognisability metric: a real espresso photo keeps its class under random
+    crops, scales and rotations; uniform noise gives the class almost nothing."""
+    from a3ext.visualization.feature_vis import transformed_probability
+
+    photo = effnet.preprocess(assets.image("coffee")) * effnet.pixel_std + effnet.pixel_mean
+    noise = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    p_photo = transformed_probability(effnet, photo, 967, n=8)
+    p_noise = transformed_probability(effnet, noise, 967, n=8)
+    assert p_photo > 0.5 and p_noise < 0.01, (p_photo, p_noise)
+    assert transformed_probability(effnet, photo, 967, n=8) == p_photo  # seeded
+
+
+def test_render_class_small_run_is_deterministic_and_raises_the_score(effnet):
+    from a3ext.visualization.feature_vis import fourier_image, render_class, to_rgb
+
+    runs = [render_class(76, effnet, size=64, steps=4, generator=torch.Generator().manual_seed(1))
+            for _ in range(2)]
+    a, b = runs
+    assert torch.equal(a.image, b.image) and a.objective == b.objective
+    assert a.image.shape == (1, 3, 64, 64) and 0.0 <= float(a.image.min()) and float(a.image.max()) <= 1.0
+    assert a.objective[-1] > a.objective[0]
+    assert 0.0 <= a.transformed_probability <= 1.0
+    # the Fourier parameterisation spans the whole image and the colour map is invertible
+    spectrum, image_fn = fourier_image(16, generator=torch.Generator().manual_seed(0))
+    assert image_fn().shape == (1, 3, 16, 16) and spectrum.requires_grad
+    t = torch.randn(1, 3, 4, 4, dtype=torch.float64)
+    rgb = to_rgb(t)
+    assert ((rgb > 0) & (rgb < 1)).all()
+    with pytest.raises(ValueError, match="target_y must be in"):
+        render_class(1000, effnet, size=32, steps=1)
+    with pytest.raises(TypeError, match="target_y must be an int"):
+        render_class("spider", effnet, size=32, steps=1)

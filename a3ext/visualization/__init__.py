@@ -14,7 +14,9 @@ to (N, C) scores -- in practice :mod:`a3ext.models`' EfficientNet-Lite0 / Squeez
     render.overlay_heatmap(model.deprocess(X), heatmap)       # PIL image
 
 Modules: :mod:`.attribution` (gradients of a class score), :mod:`.synthesis`
-(gradient ascent on the image), :mod:`.render` (heatmaps and figures),
+(gradient ascent on the image), :mod:`.feature_vis` (class visualizations in a
+Fourier basis with decorrelated colour and random transforms, and the
+transformed-probability metric), :mod:`.render` (heatmaps and figures),
 :mod:`.classes` (classes by index or name), :mod:`.cli` (``a3ext visualize``).
 """
 from .attribution import (class_score_gradients, completeness_delta, compute_saliency_maps,
