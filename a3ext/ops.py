@@ -15,6 +15,8 @@ order **i, f, o, g** (sigmoid on i, f, o; tanh on g), ``c_t = f*c_{t-1} + i*g``,
 from __future__ import annotations
 
 import contextlib
+import operator
+import re
 from typing import Iterator, Optional
 
 import torch
@@ -28,12 +30,61 @@ _ops = torch.ops.a3ext
 
 # ---------------------------------------------------------------------------
 # Validation shared by the fake kernels (the C++ kernels perform the same
-# checks with the same messages for eager calls).
+# checks with the same messages, in the same order, for eager calls: see
+# csrc/checks.h and csrc/rnn_common.h).
+_INT64_MAX = 2 ** 63 - 1
+
+
 def _dtype_name(t: Tensor) -> str:
     return str(t.dtype)
 
 
+def _check_tensor(op: str, t, name: str, optional: bool = False) -> None:
+    """t is given (not None) and a dense strided tensor (None allowed when optional)."""
+    if t is None:
+        if optional:
+            return
+        raise TypeError(f"{op}: {name} is required, got None")
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, but got {type(t).__name__}")
+    if t.layout != torch.strided or t.is_nested:
+        kind = "nested" if t.is_nested else str(t.layout)
+        raise TypeError(f"{op}: {name} must be a dense tensor (torch.strided layout), but got a {kind} tensor")
+
+
+def _check_tensors(op: str, *named, optional: tuple = ()) -> None:
+    """_check_tensor for every (tensor, name) of an op, in the schema's order: first,
+    so that None and sparse / mkldnn / nested tensors get this error whatever else
+    is wrong."""
+    for t, name in named:
+        _check_tensor(op, t, name, name in optional)
+
+
+def _nbytes_overflow(shape, itemsize: int) -> bool:
+    if any(s == 0 for s in shape):
+        return False
+    n = itemsize
+    for s in shape:
+        n *= s
+    return n > _INT64_MAX
+
+
+def _check_output_size(op, what, shape, shape_str, like, from_):
+    """An output (or work buffer) whose size in bytes int64 can hold."""
+    if _nbytes_overflow(shape, like.element_size()):
+        raise ValueError(
+            f"{op}: {what} of shape {shape_str} = {list(shape)} would be too large: its size in bytes "
+            f"overflows int64; expected smaller sizes, but got them from {from_}"
+        )
+
+
+def _check_gate_width(op, H, gate_mult):
+    if gate_mult != 1 and H > _INT64_MAX // gate_mult:
+        raise ValueError(f"{op}: expected h0.size(1) = H with 4H < 2**63, but got H = {H}")
+
+
 def _check_same(op: str, ref: Tensor, ref_name: str, t: Tensor, name: str) -> None:
+    _check_tensor(op, t, name)
     if not t.is_floating_point():
         raise TypeError(
             f"{op}: {name} must be a floating-point tensor (torch.float32 or torch.float64), "
@@ -51,11 +102,11 @@ def _check_same(op: str, ref: Tensor, ref_name: str, t: Tensor, name: str) -> No
         )
 
 
-def _check_shape(op: str, t: Tensor, name: str, expected: tuple, expected_str: str) -> None:
+def _check_shape(op: str, t: Tensor, name: str, expected: tuple, expected_str: str, note: str = "") -> None:
     if tuple(t.shape) != tuple(expected):
         raise ValueError(
             f"{op}: expected {name} of shape {expected_str} = {list(expected)}, "
-            f"but got {list(t.shape)}"
+            f"but got {list(t.shape)}{note}"
         )
 
 
@@ -67,13 +118,26 @@ def _check_ndim(op: str, t: Tensor, name: str, shape_str: str, ndim: int) -> Non
         )
 
 
+_NO_BIAS = object()  # the backward ops take no bias
+
+
+def _check_float(op, t, name):
+    _check_tensor(op, t, name)
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: {name} must be torch.float32 or torch.float64, but got {t.dtype}")
+
+
 def _check_forward(op, x, h0, Wx, Wh, b, gate_mult):
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{op}: x must be torch.float32 or torch.float64, but got {x.dtype}")
+    """b: the bias, or _NO_BIAS for the backward ops."""
+    has_b = b is not _NO_BIAS
+    _check_tensors(op, (x, "x"), (h0, "h0"), (Wx, "Wx"), (Wh, "Wh"))
+    if has_b:
+        _check_tensor(op, b, "b")
+    _check_float(op, x, "x")
     _check_ndim(op, x, "x", "(N, T, D)", 3)
     _check_ndim(op, h0, "h0", "(N, H)", 2)
     for t, name in ((h0, "h0"), (Wx, "Wx"), (Wh, "Wh"), (b, "b")):
-        if t is not None:
+        if t is not _NO_BIAS:
             _check_same(op, x, "x", t, name)
     N, T, D = x.shape
     H = h0.shape[1]
@@ -81,17 +145,20 @@ def _check_forward(op, x, h0, Wx, Wh, b, gate_mult):
         raise ValueError(
             f"{op}: expected h0 of shape (N, H) with N = {N} (from x), but got {list(h0.shape)}"
         )
+    _check_gate_width(op, H, gate_mult)
     _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult)
+    _check_output_size(op, "the gates" if gate_mult == 4 else "the output h", (N, T, gate_mult * H),
+                       "(N, T, 4H)" if gate_mult == 4 else "(N, T, H)", x, "x and h0")
     return N, T, D, H
 
 
 def _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult):
     G = gate_mult * H
     four = "4H" if gate_mult == 4 else "H"
-    _check_shape(op, Wx, "Wx", (D, G), f"(D, {four})")
-    _check_shape(op, Wh, "Wh", (H, G), f"(H, {four})")
-    if b is not None:
-        _check_shape(op, b, "b", (G,), f"({four},)")
+    _check_shape(op, Wx, "Wx", (D, G), f"(D, {four})", " (D from x, H from h0)")
+    _check_shape(op, Wh, "Wh", (H, G), f"(H, {four})", " (H from h0)")
+    if b is not _NO_BIAS:
+        _check_shape(op, b, "b", (G,), f"({four},)", " (H from h0)")
 
 
 def _check_like(op, t, name, x, shape, shape_str):
@@ -115,7 +182,8 @@ def _rnn_forward_fake(x, h0, Wx, Wh, b):
 @torch.library.register_fake("a3ext::rnn_backward")
 def _rnn_backward_fake(dh, x, h0, Wx, Wh, h):
     op = "a3ext.rnn_backward"
-    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, None, 1)
+    _check_tensors(op, (dh, "dh"), (x, "x"), (h0, "h0"), (Wx, "Wx"), (Wh, "Wh"), (h, "h"))
+    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, _NO_BIAS, 1)
     _check_like(op, h, "h", x, (N, T, H), "(N, T, H)")
     _check_like(op, dh, "dh", x, (N, T, H), "(N, T, H)")
     return (
@@ -130,6 +198,7 @@ def _rnn_backward_fake(dh, x, h0, Wx, Wh, h):
 @torch.library.register_fake("a3ext::lstm_forward")
 def _lstm_forward_fake(x, h0, c0, Wx, Wh, b):
     op = "a3ext.lstm"
+    _check_tensors(op, (x, "x"), (h0, "h0"), (c0, "c0"), (Wx, "Wx"), (Wh, "Wh"), (b, "b"))
     N, T, D, H = _check_forward(op, x, h0, Wx, Wh, b, 4)
     _check_like(op, c0, "c0", x, (N, H), "(N, H)")
     return _empty_like_shape(x, N, T, H), _empty_like_shape(x, N, T, H), _empty_like_shape(x, N, T, 4 * H)
@@ -138,7 +207,9 @@ def _lstm_forward_fake(x, h0, c0, Wx, Wh, b):
 @torch.library.register_fake("a3ext::lstm_backward")
 def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
     op = "a3ext.lstm_backward"
-    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, None, 4)
+    _check_tensors(op, (dh, "dh"), (dc, "dc"), (x, "x"), (h0, "h0"), (c0, "c0"), (Wx, "Wx"), (Wh, "Wh"), (h, "h"),
+                   (c, "c"), (gates, "gates"), optional=("dh", "dc"))
+    N, T, D, H = _check_forward(op, x, h0, Wx, Wh, _NO_BIAS, 4)
     _check_like(op, c0, "c0", x, (N, H), "(N, H)")
     _check_like(op, h, "h", x, (N, T, H), "(N, T, H)")
     _check_like(op, c, "c", x, (N, T, H), "(N, T, H)")
@@ -158,8 +229,12 @@ def _lstm_backward_fake(dh, dc, x, h0, c0, Wx, Wh, h, c, gates):
 
 
 def _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, gate_mult):
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{op}: x must be torch.float32 or torch.float64, but got {x.dtype}")
+    """The checks of csrc/rnn_common.h's check_packed_inputs up to the values of
+    batch_sizes, which only the real kernel sees (fake tensors hold none)."""
+    _check_tensors(op, (x, "x"), (batch_sizes, "batch_sizes"), (h0, "h0"), (Wx, "Wx"), (Wh, "Wh"))
+    if b is not _NO_BIAS:
+        _check_tensor(op, b, "b")
+    _check_float(op, x, "x")
     _check_ndim(op, x, "packed x", "(P, D)", 2)
     _check_ndim(op, h0, "h0", "(B, H)", 2)
     if batch_sizes.dtype != torch.int64:
@@ -171,11 +246,14 @@ def _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, gate_mult):
             f"{batch_sizes.device}"
         )
     for t, name in ((h0, "h0"), (Wx, "Wx"), (Wh, "Wh"), (b, "b")):
-        if t is not None:
+        if t is not _NO_BIAS:
             _check_same(op, x, "x", t, name)
     P, D = x.shape
     B, H = h0.shape
+    _check_gate_width(op, H, gate_mult)
     _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult)
+    _check_output_size(op, "the gates" if gate_mult == 4 else "the output h", (P, gate_mult * H),
+                       "(P, 4H)" if gate_mult == 4 else "(P, H)", x, "x and h0")
     return P, B, D, H
 
 
@@ -188,7 +266,9 @@ def _rnn_packed_forward_fake(x, batch_sizes, h0, Wx, Wh, b):
 @torch.library.register_fake("a3ext::rnn_packed_backward")
 def _rnn_packed_backward_fake(dh, x, batch_sizes, h0, Wx, Wh, h):
     op = "a3ext.rnn_packed_backward"
-    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, None, 1)
+    _check_tensors(op, (dh, "dh"), (x, "x"), (batch_sizes, "batch_sizes"), (h0, "h0"), (Wx, "Wx"), (Wh, "Wh"),
+                   (h, "h"))
+    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, _NO_BIAS, 1)
     _check_like(op, h, "h", x, (P, H), "(P, H)")
     _check_like(op, dh, "dh", x, (P, H), "(P, H)")
     return (_empty_like_shape(x, P, D), _empty_like_shape(x, B, H), _empty_like_shape(x, D, H),
@@ -198,6 +278,8 @@ def _rnn_packed_backward_fake(dh, x, batch_sizes, h0, Wx, Wh, h):
 @torch.library.register_fake("a3ext::lstm_packed_forward")
 def _lstm_packed_forward_fake(x, batch_sizes, h0, c0, Wx, Wh, b):
     op = "a3ext.lstm_packed"
+    _check_tensors(op, (x, "x"), (batch_sizes, "batch_sizes"), (h0, "h0"), (c0, "c0"), (Wx, "Wx"), (Wh, "Wh"),
+                   (b, "b"))
     P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, b, 4)
     _check_like(op, c0, "c0", x, (B, H), "(B, H)")
     return _empty_like_shape(x, P, H), _empty_like_shape(x, P, H), _empty_like_shape(x, P, 4 * H)
@@ -206,7 +288,9 @@ def _lstm_packed_forward_fake(x, batch_sizes, h0, c0, Wx, Wh, b):
 @torch.library.register_fake("a3ext::lstm_packed_backward")
 def _lstm_packed_backward_fake(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gates):
     op = "a3ext.lstm_packed_backward"
-    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, None, 4)
+    _check_tensors(op, (dh, "dh"), (dc, "dc"), (x, "x"), (batch_sizes, "batch_sizes"), (h0, "h0"), (c0, "c0"),
+                   (Wx, "Wx"), (Wh, "Wh"), (h, "h"), (c, "c"), (gates, "gates"), optional=("dh", "dc"))
+    P, B, D, H = _check_packed(op, x, batch_sizes, h0, Wx, Wh, _NO_BIAS, 4)
     _check_like(op, c0, "c0", x, (B, H), "(B, H)")
     _check_like(op, h, "h", x, (P, H), "(P, H)")
     _check_like(op, c, "c", x, (P, H), "(P, H)")
@@ -220,9 +304,10 @@ def _lstm_packed_backward_fake(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gat
 
 
 def _check_features(op, features):
-    if features.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{op}: features must be torch.float32 or torch.float64, but got {features.dtype}")
+    _check_float(op, features, "features")
     _check_ndim(op, features, "features", "(N, C, H, W)", 4)
+    N, C = features.shape[:2]
+    _check_output_size(op, "the output G", (N, C, C), "(N, C, C)", features, "features")
 
 
 @torch.library.register_fake("a3ext::gram_forward")
@@ -235,6 +320,7 @@ def _gram_forward_fake(features, normalize=True):
 @torch.library.register_fake("a3ext::gram_backward")
 def _gram_backward_fake(grad, features, normalize):
     op = "a3ext.gram_backward"
+    _check_tensors(op, (grad, "grad"), (features, "features"))
     _check_features(op, features)
     _check_same(op, features, "features", grad, "grad")
     N, C = features.shape[:2]
@@ -636,24 +722,78 @@ _Gram = _bind(_OpSpec(
 
 # ---------------------------------------------------------------------------
 # Public API
+#
+# Every bad call raises one error naming the op, the argument, what was
+# expected and what was given, the same in eager mode and under FakeTensorMode
+# / torch.compile: the public functions check here only what Python itself
+# touches (an argument that is not a tensor: None, a list, a numpy array); the
+# rest is checked by the C++ kernels, whose CompositeExplicitAutograd
+# registration (csrc/a3ext.cpp) also answers sparse, mkldnn, quantized and
+# nested tensors and devices without kernels, and by the fake kernels above,
+# with the same messages.
+def _not_tensors(op: str, names: tuple, values: tuple, optional: tuple = ()) -> TypeError:
+    """The error for the first of values that is not a tensor (None: missing,
+    unless the name is optional)."""
+    for name, v in zip(names, values):
+        if v is None and name in optional:
+            continue
+        if v is None:
+            return TypeError(f"{op}: {name} is required, got None")
+        if not isinstance(v, Tensor):
+            return TypeError(f"{op}: {name} must be a torch.Tensor, but got {type(v).__name__}")
+    raise AssertionError("every value is a tensor")
+
+
+_RNN_ARGS = ("x", "h0", "Wx", "Wh", "b")
+
+
 def rnn(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     """Vanilla tanh RNN over a whole sequence.
 
     x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H), the hidden
     state of every step (h0 excluded). float32 or float64; differentiable in every input.
     """
+    if not (isinstance(x, Tensor) and isinstance(h0, Tensor) and isinstance(Wx, Tensor)
+            and isinstance(Wh, Tensor) and isinstance(b, Tensor)):
+        raise _not_tensors("a3ext.rnn", _RNN_ARGS, (x, h0, Wx, Wh, b))
     return _Rnn(x, h0, Wx, Wh, b)
 
 
 def _check_step(op: str, x: Tensor, prev_h: Tensor) -> None:
+    _check_tensor(op, x, "x")
+    _check_tensor(op, prev_h, "prev_h")
     _check_ndim(op, x, "x", "(N, D)", 2)
     _check_ndim(op, prev_h, "prev_h", "(N, H)", 2)
 
 
+def _step_error(e: Exception, op: str, step_op: str, renames: dict) -> Exception:
+    """An error of the sequence op (a3ext.rnn) reworded for its step function
+    (a3ext.rnn_step, h0 -> prev_h); other errors unchanged."""
+    msg = str(e)
+    if type(e) not in (TypeError, ValueError, RuntimeError, NotImplementedError) or not msg.startswith(op + ":"):
+        return e
+    msg = step_op + msg[len(op):]
+    for old, new in renames.items():
+        msg = re.sub(r"(?<![\w.])" + old + r"(?!\w)", new, msg)
+    return type(e)(msg)
+
+
+_RNN_STEP_ARGS = ("x", "prev_h", "Wx", "Wh", "b")
+
+
 def rnn_step(x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     """One vanilla RNN step: x (N, D), prev_h (N, H) -> next_h = tanh(x Wx + prev_h Wh + b)."""
+    if not (isinstance(x, Tensor) and isinstance(prev_h, Tensor) and isinstance(Wx, Tensor)
+            and isinstance(Wh, Tensor) and isinstance(b, Tensor)):
+        raise _not_tensors("a3ext.rnn_step", _RNN_STEP_ARGS, (x, prev_h, Wx, Wh, b))
     _check_step("a3ext.rnn_step", x, prev_h)
-    return _Rnn(x.unsqueeze(1), prev_h, Wx, Wh, b).squeeze(1)
+    try:
+        return _Rnn(x.unsqueeze(1), prev_h, Wx, Wh, b).squeeze(1)
+    except Exception as e:
+        err = _step_error(e, "a3ext.rnn", "a3ext.rnn_step", {"h0": "prev_h"})
+        if err is e:
+            raise
+        raise err from None
 
 
 def lstm(
@@ -664,18 +804,36 @@ def lstm(
     x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,), c0 (N, H) or None (zeros,
     as in the assignment) -> h (N, T, H). Differentiable in every input.
     """
+    if not (isinstance(x, Tensor) and isinstance(h0, Tensor) and isinstance(Wx, Tensor)
+            and isinstance(Wh, Tensor) and isinstance(b, Tensor) and (c0 is None or isinstance(c0, Tensor))):
+        raise _not_tensors("a3ext.lstm", (*_RNN_ARGS, "c0"), (x, h0, Wx, Wh, b, c0), optional=("c0",))
     if c0 is None:
         c0 = h0.new_zeros(h0.shape) if h0.dim() == 2 else h0
     return _Lstm(x, h0, c0, Wx, Wh, b)[0]
+
+
+_LSTM_STEP_ARGS = ("x", "prev_h", "prev_c", "Wx", "Wh", "b")
 
 
 def lstm_step(
     x: Tensor, prev_h: Tensor, prev_c: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step: x (N, D), prev_h (N, H), prev_c (N, H) -> (next_h, next_c)."""
+    if not (isinstance(x, Tensor) and isinstance(prev_h, Tensor) and isinstance(prev_c, Tensor)
+            and isinstance(Wx, Tensor) and isinstance(Wh, Tensor) and isinstance(b, Tensor)):
+        raise _not_tensors("a3ext.lstm_step", _LSTM_STEP_ARGS, (x, prev_h, prev_c, Wx, Wh, b))
     _check_step("a3ext.lstm_step", x, prev_h)
-    h, c, _ = _Lstm(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
+    try:
+        h, c, _ = _Lstm(x.unsqueeze(1), prev_h, prev_c, Wx, Wh, b)
+    except Exception as e:
+        err = _step_error(e, "a3ext.lstm", "a3ext.lstm_step", {"h0": "prev_h", "c0": "prev_c"})
+        if err is e:
+            raise
+        raise err from None
     return h.squeeze(1), c.squeeze(1)
+
+
+_PACKED_ARGS = ("x", "batch_sizes", "h0", "Wx", "Wh", "b")
 
 
 def rnn_packed(x: Tensor, batch_sizes: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
@@ -688,6 +846,9 @@ def rnn_packed(x: Tensor, batch_sizes: Tensor, h0: Tensor, Wx: Tensor, Wh: Tenso
     non-increasing, each <= B. h0 (B, H) -> h (P, H) in the same packed order.
     Equal to :func:`rnn` on the padded batch at every valid position. CPU only.
     """
+    if not (isinstance(x, Tensor) and isinstance(batch_sizes, Tensor) and isinstance(h0, Tensor)
+            and isinstance(Wx, Tensor) and isinstance(Wh, Tensor) and isinstance(b, Tensor)):
+        raise _not_tensors("a3ext.rnn_packed", _PACKED_ARGS, (x, batch_sizes, h0, Wx, Wh, b))
     return _RnnPacked(x, batch_sizes, h0, Wx, Wh, b)
 
 
@@ -696,30 +857,72 @@ def lstm_packed(
 ) -> Tensor:
     """LSTM (gate order i, f, o, g) over packed sequences; see :func:`rnn_packed` for
     the layout. x (P, D), h0 / c0 (B, H) (c0 None = zeros) -> h (P, H). CPU only."""
+    if not (isinstance(x, Tensor) and isinstance(batch_sizes, Tensor) and isinstance(h0, Tensor)
+            and isinstance(Wx, Tensor) and isinstance(Wh, Tensor) and isinstance(b, Tensor)
+            and (c0 is None or isinstance(c0, Tensor))):
+        raise _not_tensors("a3ext.lstm_packed", (*_PACKED_ARGS, "c0"), (x, batch_sizes, h0, Wx, Wh, b, c0),
+                           optional=("c0",))
     if c0 is None:
         c0 = h0.new_zeros(h0.shape) if h0.dim() == 2 else h0
     return _LstmPacked(x, batch_sizes, h0, c0, Wx, Wh, b)[0]
+
+
+def _as_index(op: str, name: str, v) -> int:
+    """v as a Python int: ints, numpy integers, integer 0-d tensors; not bool or float."""
+    if not isinstance(v, bool) and not (isinstance(v, Tensor) and v.dtype == torch.bool):
+        try:
+            return operator.index(v)
+        except TypeError:
+            pass
+    raise TypeError(f"{op}: {name} must be an int, but got {type(v).__name__} {v!r}")
 
 
 def pack_lengths(lengths: Tensor, T: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
     """The packed layout of a padded batch whose sequence n has ``lengths[n]`` valid
     steps (``0 <= lengths[n] <= T``, T defaults to max(lengths)).
 
-    Returns ``(order, batch_sizes, index)``: ``order`` (B,) sorts the sequences by
-    non-increasing length (stable), ``batch_sizes`` (max length,) int64 as
+    lengths: a 1-D tensor of an integer dtype, or a sequence / numpy array of ints;
+    T: an int. Returns ``(order, batch_sizes, index)``: ``order`` (B,) sorts the
+    sequences by non-increasing length (stable), ``batch_sizes`` (max length,) int64 as
     :func:`rnn_packed` takes it, and ``index`` (P,) the position of every packed row
     in the row-major flattened (B, T) batch: ``packed = padded.reshape(B * T, -1)[index]``
     and ``padded.reshape(B * T, -1)[index] = packed`` unpacks.
     """
-    lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+    op = "a3ext.pack_lengths"
+    if lengths is None:
+        raise TypeError(f"{op}: lengths is required, got None")
+    if not isinstance(lengths, Tensor):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+            raise TypeError(f"{op}: lengths must be a 1-D tensor, array or sequence of ints, but got "
+                            f"{type(lengths).__name__} ({e})") from None
+        if lengths.numel() == 0:  # [] (which torch makes float32): no lengths at all
+            lengths = lengths.to(torch.int64)
+    if lengths.layout != torch.strided or lengths.is_nested:
+        kind = "nested" if lengths.is_nested else str(lengths.layout)
+        raise TypeError(f"{op}: lengths must be a dense tensor (torch.strided layout), but got a {kind} tensor")
     if lengths.dim() != 1:
-        raise ValueError(f"pack_lengths: expected lengths of shape (B,), but got {list(lengths.shape)}")
+        raise ValueError(f"{op}: expected lengths of shape (B,), but got {list(lengths.shape)}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool \
+            or lengths.is_quantized:
+        raise TypeError(f"{op}: lengths must have an integer dtype, but got {lengths.dtype}")
+    if lengths.device.type == "meta":
+        raise ValueError(f"{op}: lengths must hold values (a CPU or CUDA tensor), but got a tensor on meta")
+    if T is not None:
+        T = _as_index(op, "T", T)
+        if T < 0:
+            raise ValueError(f"{op}: T must be >= 0, but got T = {T}")
+    lengths = lengths.to("cpu", torch.int64)
     B = lengths.shape[0]
     Tmax = int(lengths.max()) if B else 0
-    T = Tmax if T is None else int(T)
+    T = Tmax if T is None else T
     if B and (int(lengths.min()) < 0 or Tmax > T):
-        raise ValueError(f"pack_lengths: lengths must be in [0, T = {T}], but got min {int(lengths.min())}, "
+        raise ValueError(f"{op}: lengths must be in [0, T = {T}], but got min {int(lengths.min())}, "
                          f"max {Tmax}")
+    if B * T > _INT64_MAX:
+        raise ValueError(f"{op}: expected B * T < 2**63 (the rows of the padded batch, which index counts), "
+                         f"but got B = {B} and T = {T}")
     sorted_len, order = torch.sort(lengths, descending=True, stable=True)
     steps = torch.arange(Tmax)
     valid = steps[:, None] < sorted_len[None, :]  # (Tmax, B) time-major
@@ -736,6 +939,12 @@ def gram(features: Tensor, normalize: bool = True) -> Tensor:
     and mirrors it (C >= 64, H*W >= 1024), with the scale folded into the GEMM; the
     backward ``dF = s (dG + dG^T) F`` is one GEMM per image. float32 / float64.
     """
+    if not isinstance(features, Tensor):
+        raise _not_tensors("a3ext.gram", ("features",), (features,))
+    if normalize is not True and normalize is not False:
+        if type(normalize).__name__ != "bool_":  # numpy's bool
+            raise TypeError(f"a3ext.gram: normalize must be a bool, but got {type(normalize).__name__} {normalize!r}")
+        normalize = bool(normalize)
     return _Gram(features, normalize)
 
 

@@ -7,9 +7,13 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <string>
+#include <tuple>
 
 #include "cpu/config.h"
+#include "gram_common.h"
+#include "rnn_common.h"
 
 #ifndef A3EXT_TORCH_VERSION
 #define A3EXT_TORCH_VERSION "unknown"
@@ -63,6 +67,112 @@ TORCH_LIBRARY(a3ext, m) {
   m.def("_cpu_isa() -> str", [] { return std::string(a3ext::cpu::rnn_pointwise_isa()); });
   // GEMM engine of the CPU time loops ('auto', 'blas', 'onednn'); returns the previous one.
   m.def("_set_gemm_backend(str backend) -> str", &a3ext::cpu::set_gemm_backend);
+}
+
+// ---- Every call the backend kernels cannot take gets the ops' own error ----
+// A CompositeExplicitAutograd kernel serves every backend key without a kernel
+// of its own (sparse, mkldnn, quantized, nested, a device this build has no
+// kernels for) and calls with no tensor at all (every tensor None). Instead of
+// the dispatcher's list of backends, it runs the op's checks (None, "must be a
+// dense tensor", dtypes, shapes: the messages of the CPU kernels and of the
+// fake kernels) and, if they pass, names the device that has no kernel.
+namespace {
+using a3ext::Tensor;
+
+#ifdef A3EXT_WITH_CUDA
+constexpr const char* kPaddedDevices = "CPU and CUDA";
+#else
+constexpr const char* kPaddedDevices = "CPU (this build has no CUDA kernels)";
+#endif
+
+[[noreturn]] void no_kernel(const char* op, const Tensor& x, const char* devices) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, op, ": expected x on a device with a3ext kernels (", devices,
+                              "), but got x on ", x.device());
+}
+
+Tensor rnn_forward_fallback(const Tensor& x, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
+                            const Tensor& b) {
+  a3ext::check_forward_inputs("a3ext.rnn", x, h0, Wx, Wh, &b, 1);
+  no_kernel("a3ext.rnn", x, kPaddedDevices);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_fallback(const Tensor& dh, const Tensor& x,
+                                                                         const Tensor& h0, const Tensor& Wx,
+                                                                         const Tensor& Wh, const Tensor& h) {
+  a3ext::check_rnn_backward_inputs(dh, x, h0, Wx, Wh, h);
+  no_kernel("a3ext.rnn_backward", x, kPaddedDevices);
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_fallback(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                                         const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
+  a3ext::check_lstm_forward_inputs(x, h0, c0, Wx, Wh, b);
+  no_kernel("a3ext.lstm", x, kPaddedDevices);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_fallback(
+    const std::optional<Tensor>& dh, const std::optional<Tensor>& dc, const Tensor& x, const Tensor& h0,
+    const Tensor& c0, const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates) {
+  a3ext::check_lstm_backward_inputs(a3ext::defined_or_empty(dh), a3ext::defined_or_empty(dc), x, h0, c0, Wx, Wh,
+                                    h, c, gates);
+  no_kernel("a3ext.lstm_backward", x, kPaddedDevices);
+}
+
+constexpr const char* kPackedDevices = "CPU only, for the packed ops";
+
+Tensor rnn_packed_forward_fallback(const Tensor& x, const Tensor& batch_sizes, const Tensor& h0, const Tensor& Wx,
+                                   const Tensor& Wh, const Tensor& b) {
+  a3ext::check_packed_inputs("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, &b, 1);
+  no_kernel("a3ext.rnn_packed", x, kPackedDevices);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_fallback(
+    const Tensor& dh, const Tensor& x, const Tensor& batch_sizes, const Tensor& h0, const Tensor& Wx,
+    const Tensor& Wh, const Tensor& h) {
+  a3ext::check_rnn_packed_backward_inputs(dh, x, batch_sizes, h0, Wx, Wh, h);
+  no_kernel("a3ext.rnn_packed_backward", x, kPackedDevices);
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_fallback(const Tensor& x, const Tensor& batch_sizes,
+                                                                const Tensor& h0, const Tensor& c0,
+                                                                const Tensor& Wx, const Tensor& Wh,
+                                                                const Tensor& b) {
+  a3ext::check_lstm_packed_forward_inputs(x, batch_sizes, h0, c0, Wx, Wh, b);
+  no_kernel("a3ext.lstm_packed", x, kPackedDevices);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_fallback(
+    const std::optional<Tensor>& dh, const std::optional<Tensor>& dc, const Tensor& x, const Tensor& batch_sizes,
+    const Tensor& h0, const Tensor& c0, const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c,
+    const Tensor& gates) {
+  a3ext::check_lstm_packed_backward_inputs(a3ext::defined_or_empty(dh), a3ext::defined_or_empty(dc), x,
+                                           batch_sizes, h0, c0, Wx, Wh, h, c, gates);
+  no_kernel("a3ext.lstm_packed_backward", x, kPackedDevices);
+}
+
+Tensor gram_forward_fallback(const Tensor& features, bool normalize) {
+  a3ext::check_gram_features("a3ext.gram", features);
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "a3ext.gram: expected features on a device with a3ext kernels (",
+                              kPaddedDevices, "), but got features on ", features.device());
+}
+
+Tensor gram_backward_fallback(const Tensor& grad, const Tensor& features, bool normalize) {
+  a3ext::check_gram_backward_inputs("a3ext.gram_backward", grad, features);
+  TORCH_CHECK_NOT_IMPLEMENTED(false, "a3ext.gram_backward: expected features on a device with a3ext kernels (",
+                              kPaddedDevices, "), but got features on ", features.device());
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(a3ext, CompositeExplicitAutograd, m) {
+  m.impl("rnn_forward", &rnn_forward_fallback);
+  m.impl("rnn_backward", &rnn_backward_fallback);
+  m.impl("lstm_forward", &lstm_forward_fallback);
+  m.impl("lstm_backward", &lstm_backward_fallback);
+  m.impl("rnn_packed_forward", &rnn_packed_forward_fallback);
+  m.impl("rnn_packed_backward", &rnn_packed_backward_fallback);
+  m.impl("lstm_packed_forward", &lstm_packed_forward_fallback);
+  m.impl("lstm_packed_backward", &lstm_packed_backward_fallback);
+  m.impl("gram_forward", &gram_forward_fallback);
+  m.impl("gram_backward", &gram_backward_fallback);
 }
 
 extern "C" {

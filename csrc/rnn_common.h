@@ -32,15 +32,23 @@ inline void check_weight_shapes(const char* op, const Tensor& Wx, const Tensor& 
   const char* gx = gate_mult == 4 ? "(D, 4H)" : "(D, H)";
   const char* gh = gate_mult == 4 ? "(H, 4H)" : "(H, H)";
   const char* gb = gate_mult == 4 ? "(4H,)" : "(H,)";
-  check_shape(op, Wx, "Wx", {D, G}, gx);
-  check_shape(op, Wh, "Wh", {H, G}, gh);
-  if (b != nullptr) check_shape(op, *b, "b", {G}, gb);
+  check_shape(op, Wx, "Wx", {D, G}, gx, " (D from x, H from h0)");
+  check_shape(op, Wh, "Wh", {H, G}, gh, " (H from h0)");
+  if (b != nullptr) check_shape(op, *b, "b", {G}, gb, " (H from h0)");
+}
+
+// H small enough that gate_mult * H fits in int64 (checked before any G = 4H).
+inline void check_gate_width(const char* op, int64_t H, int64_t gate_mult) {
+  TORCH_CHECK_VALUE(gate_mult == 1 || H <= INT64_MAX / gate_mult, op,
+                    ": expected h0.size(1) = H with 4H < 2**63, but got H = ", H);
 }
 
 // gate_mult = 1 for the RNN, 4 for the LSTM.
 // b may be null (the backward ops do not take the bias).
 inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& h0, const Tensor& Wx,
                                  const Tensor& Wh, const Tensor* b, int64_t gate_mult) {
+  check_tensors(op, {{x, "x"}, {h0, "h0"}, {Wx, "Wx"}, {Wh, "Wh"}});
+  if (b != nullptr) check_tensor(op, *b, "b");
   check_float(op, x, "x");
   TORCH_CHECK_VALUE(x.dim() == 3, op, ": expected x of shape (N, T, D), but got a ", x.dim(),
                     "-D tensor of shape ", x.sizes());
@@ -51,7 +59,10 @@ inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& 
   const Dims d{x.size(0), x.size(1), x.size(2), h0.size(1)};
   TORCH_CHECK_VALUE(h0.size(0) == d.N, op, ": expected h0 of shape (N, H) with N = ", d.N,
                     " (from x), but got ", h0.sizes());
+  check_gate_width(op, d.H, gate_mult);
   check_weight_shapes(op, Wx, Wh, b, d.D, d.H, gate_mult);
+  check_output_size(op, gate_mult == 4 ? "the gates" : "the output h", {d.N, d.T, gate_mult * d.H},
+                    gate_mult == 4 ? "(N, T, 4H)" : "(N, T, H)", x, "x and h0");
   return d;
 }
 
@@ -66,6 +77,7 @@ inline void check_like(const char* op, const Tensor& t, const char* name, const 
 inline Dims check_rnn_backward_inputs(const Tensor& dh, const Tensor& x, const Tensor& h0,
                                      const Tensor& Wx, const Tensor& Wh, const Tensor& h) {
   const char* op = "a3ext.rnn_backward";
+  check_tensors(op, {{dh, "dh"}, {x, "x"}, {h0, "h0"}, {Wx, "Wx"}, {Wh, "Wh"}, {h, "h"}});
   const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, nullptr, 1);
   check_like(op, h, "h", x, {d.N, d.T, d.H}, "(N, T, H)");
   check_like(op, dh, "dh", x, {d.N, d.T, d.H}, "(N, T, H)");
@@ -75,6 +87,7 @@ inline Dims check_rnn_backward_inputs(const Tensor& dh, const Tensor& x, const T
 inline Dims check_lstm_forward_inputs(const Tensor& x, const Tensor& h0, const Tensor& c0,
                                       const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const char* op = "a3ext.lstm";
+  check_tensors(op, {{x, "x"}, {h0, "h0"}, {c0, "c0"}, {Wx, "Wx"}, {Wh, "Wh"}, {b, "b"}});
   const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, &b, 4);
   check_like(op, c0, "c0", x, {d.N, d.H}, "(N, H)");
   return d;
@@ -86,6 +99,8 @@ inline Dims check_lstm_backward_inputs(const Tensor& dh, const Tensor& dc, const
                                        const Tensor& Wh, const Tensor& h, const Tensor& c,
                                        const Tensor& gates) {
   const char* op = "a3ext.lstm_backward";
+  check_tensors(op, {{dh, "dh", true}, {dc, "dc", true}, {x, "x"}, {h0, "h0"}, {c0, "c0"}, {Wx, "Wx"},
+                     {Wh, "Wh"}, {h, "h"}, {c, "c"}, {gates, "gates"}});
   const Dims d = check_forward_inputs(op, x, h0, Wx, Wh, nullptr, 4);
   check_like(op, c0, "c0", x, {d.N, d.H}, "(N, H)");
   check_like(op, h, "h", x, {d.N, d.T, d.H}, "(N, T, H)");
@@ -115,6 +130,8 @@ struct PackedDims {
 inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Tensor& batch_sizes,
                                       const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
                                       const Tensor* b, int64_t gate_mult) {
+  check_tensors(op, {{x, "x"}, {batch_sizes, "batch_sizes"}, {h0, "h0"}, {Wx, "Wx"}, {Wh, "Wh"}});
+  if (b != nullptr) check_tensor(op, *b, "b");
   check_float(op, x, "x");
   TORCH_CHECK_VALUE(x.dim() == 2, op, ": expected packed x of shape (P, D), but got a ", x.dim(),
                     "-D tensor of shape ", x.sizes());
@@ -130,24 +147,71 @@ inline PackedDims check_packed_inputs(const char* op, const Tensor& x, const Ten
   check_same(op, x, "x", h0, "h0");
   check_weights_same(op, x, Wx, Wh, b);
   PackedDims d{x.size(0), batch_sizes.size(0), h0.size(0), x.size(1), h0.size(1), {}, {}};
+  check_gate_width(op, d.H, gate_mult);
   check_weight_shapes(op, Wx, Wh, b, d.D, d.H, gate_mult);  // before the values, as the fake kernel
+  check_output_size(op, gate_mult == 4 ? "the gates" : "the output h", {d.P, gate_mult * d.H},
+                    gate_mult == 4 ? "(P, 4H)" : "(P, H)", x, "x and h0");
   const Tensor bsc = batch_sizes.contiguous();
   const int64_t* bp = bsc.const_data_ptr<int64_t>();
   d.bs.assign(bp, bp + d.T);
   d.off.resize(d.T + 1);
   int64_t sum = 0;
   for (int64_t t = 0; t < d.T; ++t) {
-    TORCH_CHECK_VALUE(d.bs[t] >= 0 && d.bs[t] <= d.B, op, ": batch_sizes[", t, "] = ", d.bs[t],
-                      " must be in [0, B] with B = ", d.B, " (h0.size(0))");
+    TORCH_CHECK_VALUE(d.bs[t] >= 0 && d.bs[t] <= d.B, op, ": expected every batch_sizes[t] in [0, B] with B = ",
+                      d.B, " (h0.size(0)), but got batch_sizes[", t, "] = ", d.bs[t]);
     TORCH_CHECK_VALUE(t == 0 || d.bs[t] <= d.bs[t - 1], op,
                       ": batch_sizes must be non-increasing (sequences sorted by decreasing length), but batch_sizes[",
                       t, "] = ", d.bs[t], " > batch_sizes[", t - 1, "] = ", d.bs[t - 1]);
+    TORCH_CHECK_VALUE(d.bs[t] <= INT64_MAX - sum, op, ": expected packed x with P = sum(batch_sizes) rows, but ",
+                      "sum(batch_sizes) overflows int64 at batch_sizes[", t, "] = ", d.bs[t], " (x is ",
+                      x.sizes(), ")");
     d.off[t] = sum;
     sum += d.bs[t];
   }
   d.off[d.T] = sum;
   TORCH_CHECK_VALUE(sum == d.P, op, ": expected packed x with P = sum(batch_sizes) = ", sum,
                     " rows, but got ", x.sizes());
+  return d;
+}
+
+inline PackedDims check_rnn_packed_backward_inputs(const Tensor& dh, const Tensor& x, const Tensor& batch_sizes,
+                                                   const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
+                                                   const Tensor& h) {
+  const char* op = "a3ext.rnn_packed_backward";
+  check_tensors(op, {{dh, "dh"}, {x, "x"}, {batch_sizes, "batch_sizes"}, {h0, "h0"}, {Wx, "Wx"}, {Wh, "Wh"},
+                     {h, "h"}});
+  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 1);
+  check_like(op, h, "h", x, {d.P, d.H}, "(P, H)");
+  check_like(op, dh, "dh", x, {d.P, d.H}, "(P, H)");
+  return d;
+}
+
+inline PackedDims check_lstm_packed_forward_inputs(const Tensor& x, const Tensor& batch_sizes, const Tensor& h0,
+                                                   const Tensor& c0, const Tensor& Wx, const Tensor& Wh,
+                                                   const Tensor& b) {
+  const char* op = "a3ext.lstm_packed";
+  check_tensors(op, {{x, "x"}, {batch_sizes, "batch_sizes"}, {h0, "h0"}, {c0, "c0"}, {Wx, "Wx"}, {Wh, "Wh"},
+                     {b, "b"}});
+  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, &b, 4);
+  check_like(op, c0, "c0", x, {d.B, d.H}, "(B, H)");
+  return d;
+}
+
+// dh / dc: optional upstream gradients (undefined = zero).
+inline PackedDims check_lstm_packed_backward_inputs(const Tensor& dh, const Tensor& dc, const Tensor& x,
+                                                    const Tensor& batch_sizes, const Tensor& h0, const Tensor& c0,
+                                                    const Tensor& Wx, const Tensor& Wh, const Tensor& h,
+                                                    const Tensor& c, const Tensor& gates) {
+  const char* op = "a3ext.lstm_packed_backward";
+  check_tensors(op, {{dh, "dh", true}, {dc, "dc", true}, {x, "x"}, {batch_sizes, "batch_sizes"}, {h0, "h0"},
+                     {c0, "c0"}, {Wx, "Wx"}, {Wh, "Wh"}, {h, "h"}, {c, "c"}, {gates, "gates"}});
+  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 4);
+  check_like(op, c0, "c0", x, {d.B, d.H}, "(B, H)");
+  check_like(op, h, "h", x, {d.P, d.H}, "(P, H)");
+  check_like(op, c, "c", x, {d.P, d.H}, "(P, H)");
+  check_like(op, gates, "gates", x, {d.P, 4 * d.H}, "(P, 4H)");
+  if (dh.defined()) check_like(op, dh, "dh", x, {d.P, d.H}, "(P, H)");
+  if (dc.defined()) check_like(op, dc, "dc", x, {d.P, d.H}, "(P, H)");
   return d;
 }
 

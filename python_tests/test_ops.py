@@ -326,7 +326,7 @@ def test_bad_inputs_rnn_and_steps():
     with pytest.raises(ValueError, match=r"a3ext.rnn_step: expected x of shape \(N, D\).*3-D"):
         ops.rnn_step(a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
     l = make_inputs(3, 4, 5, 6, 4, torch.float32)
-    with pytest.raises(ValueError, match=r"a3ext.lstm: expected c0 of shape \(N, H\) = \[3, 6\], but got \[3, 5\]"):
+    with pytest.raises(ValueError, match=r"a3ext.lstm_step: expected prev_c of shape \(N, H\) = \[3, 6\], but got \[3, 5\]"):
         ops.lstm_step(l["x"][:, 0], l["h0"], torch.zeros(3, 5), l["Wx"], l["Wh"], l["b"])
     with pytest.raises(ValueError, match=r"a3ext.lstm_step: expected prev_h of shape \(N, H\)"):
         ops.lstm_step(l["x"][:, 0], l["h0"][0], l["h0"], l["Wx"], l["Wh"], l["b"])

@@ -172,7 +172,7 @@ def test_torch_compile_packed():
 BAD = [
     ("unsorted", dict(batch_sizes=torch.tensor([1, 3, 2, 1])), ValueError, "non-increasing"),
     ("sum", dict(batch_sizes=torch.tensor([3, 2, 1, 1])), ValueError, r"P = sum\(batch_sizes\) = 7"),
-    ("too_big", dict(batch_sizes=torch.tensor([4, 2, 1, 1])), ValueError, r"batch_sizes\[0\] = 4 must be in \[0, B\]"),
+    ("too_big", dict(batch_sizes=torch.tensor([4, 2, 1, 1])), ValueError, r"expected every batch_sizes\[t\] in \[0, B\] with B = 3 \(h0.size\(0\)\), but got batch_sizes\[0\] = 4"),
     ("bs_dtype", dict(batch_sizes=torch.tensor([3.0, 2, 2, 1])), TypeError, "batch_sizes must be a torch.int64"),
     ("bs_2d", dict(batch_sizes=torch.ones(2, 2, dtype=torch.long)), ValueError, r"batch_sizes of shape \(T,\)"),
     ("x_3d", dict(x=torch.zeros(8, 1, 5, dtype=torch.float64)), ValueError, r"packed x of shape \(P, D\)"),

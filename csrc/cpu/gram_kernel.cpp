@@ -106,10 +106,8 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
 
 Tensor gram_backward_cpu(const Tensor& grad, const Tensor& features, bool normalize) {
   const char* op = "a3ext.gram_backward";
-  check_gram_features(op, features);
-  check_same(op, features, "features", grad, "grad");
+  check_gram_backward_inputs(op, grad, features);
   const int64_t N = features.size(0), C = features.size(1);
-  check_shape(op, grad, "grad", {N, C, C}, "(N, C, C)");
   const Tensor f = features.contiguous();
   const int64_t M = f.size(2) * f.size(3);
   // S = s (dG + dG^T): the symmetric part, so a single GEMM gives dF.

@@ -405,8 +405,17 @@ struct Lstm {
 // (N, T, W) -> (N*T, W)
 Tensor flat(const Tensor& t) { return t.contiguous().view({t.size(0) * t.size(1), t.size(2)}); }
 
+// Outputs with no elements (no rows, no steps or H = 0) are returned before the
+// time loops, whose bookkeeping is sized by N, T or B (which may then be huge).
+// The gradients of (x, h0[, c0], Wx, Wh, b) when nothing depends on them.
+template <typename... Shapes>
+auto zero_gradients(const Tensor& like, Shapes... shapes) {
+  return std::make_tuple(at::zeros(shapes, like.options())...);
+}
+
 Tensor rnn_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const Dims d = check_forward_inputs("a3ext.rnn", x, h0, Wx, Wh, &b, 1);
+  if (d.N == 0 || d.T == 0 || d.H == 0) return at::empty({d.N, d.T, d.H}, x.options());
   return Rnn::forward(flat(x), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
                       SeqLayout::padded(d.N, d.T))
       .view({d.N, d.T, d.H});
@@ -416,6 +425,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(const Tensor
                                                                     const Tensor& h0, const Tensor& Wx,
                                                                     const Tensor& Wh, const Tensor& h) {
   const Dims d = check_rnn_backward_inputs(dh, x, h0, Wx, Wh, h);
+  if (d.N == 0 || d.T == 0 || d.H == 0)
+    return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H},
+                          at::IntArrayRef{d.D, d.H}, at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
   auto [dx, dh0, dWx, dWh, db] = Rnn::backward(flat(dh), flat(x), h0.contiguous(), Wx.contiguous(),
                                                Wh.contiguous(), flat(h), SeqLayout::padded(d.N, d.T));
   return {dx.view({d.N, d.T, d.D}), dh0, dWx, dWh, db};
@@ -424,6 +436,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(const Tensor
 std::tuple<Tensor, Tensor, Tensor> lstm_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& c0,
                                                     const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const Dims d = check_lstm_forward_inputs(x, h0, c0, Wx, Wh, b);
+  if (d.N == 0 || d.T == 0 || d.H == 0)
+    return {at::empty({d.N, d.T, d.H}, x.options()), at::empty({d.N, d.T, d.H}, x.options()),
+            at::empty({d.N, d.T, 4 * d.H}, x.options())};
   auto [h, c, gates] = Lstm::forward(flat(x), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                                      b.contiguous(), SeqLayout::padded(d.N, d.T));
   return {h.view({d.N, d.T, d.H}), c.view({d.N, d.T, d.H}), gates.view({d.N, d.T, 4 * d.H})};
@@ -434,6 +449,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
     const Tensor& c0, const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates) {
   const Tensor dh = defined_or_empty(dh_), dc = defined_or_empty(dc_);
   const Dims d = check_lstm_backward_inputs(dh, dc, x, h0, c0, Wx, Wh, h, c, gates);
+  if (d.N == 0 || d.T == 0 || d.H == 0)
+    return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H}, at::IntArrayRef{d.N, d.H},
+                          at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
   auto [dx, dh0, dc0, dWx, dWh, db] =
       Lstm::backward(dh.defined() ? flat(dh) : Tensor(), dc.defined() ? flat(dc) : Tensor(), flat(x),
                      h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(), flat(h), flat(c),
@@ -449,6 +467,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
 Tensor rnn_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes, const Tensor& h0, const Tensor& Wx,
                               const Tensor& Wh, const Tensor& b) {
   const PackedDims d = check_packed_inputs("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, &b, 1);
+  if (d.P == 0 || d.H == 0) return at::empty({d.P, d.H}, x.options());
   return Rnn::forward(x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
                       SeqLayout::packed(d));
 }
@@ -456,10 +475,10 @@ Tensor rnn_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes, const 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
     const Tensor& dh, const Tensor& x, const Tensor& batch_sizes, const Tensor& h0, const Tensor& Wx,
     const Tensor& Wh, const Tensor& h) {
-  const char* op = "a3ext.rnn_packed_backward";
-  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 1);
-  check_like(op, h, "h", x, {d.P, d.H}, "(P, H)");
-  check_like(op, dh, "dh", x, {d.P, d.H}, "(P, H)");
+  const PackedDims d = check_rnn_packed_backward_inputs(dh, x, batch_sizes, h0, Wx, Wh, h);
+  if (d.P == 0 || d.H == 0)
+    return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.D, d.H},
+                          at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
   return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                        h.contiguous(), SeqLayout::packed(d));
 }
@@ -467,9 +486,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
 std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes,
                                                            const Tensor& h0, const Tensor& c0, const Tensor& Wx,
                                                            const Tensor& Wh, const Tensor& b) {
-  const char* op = "a3ext.lstm_packed";
-  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, &b, 4);
-  check_like(op, c0, "c0", x, {d.B, d.H}, "(B, H)");
+  const PackedDims d = check_lstm_packed_forward_inputs(x, batch_sizes, h0, c0, Wx, Wh, b);
+  if (d.P == 0 || d.H == 0)
+    return {at::empty({d.P, d.H}, x.options()), at::empty({d.P, d.H}, x.options()),
+            at::empty({d.P, 4 * d.H}, x.options())};
   return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                        b.contiguous(), SeqLayout::packed(d));
 }
@@ -478,15 +498,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_
     const std::optional<Tensor>& dh_, const std::optional<Tensor>& dc_, const Tensor& x,
     const Tensor& batch_sizes, const Tensor& h0, const Tensor& c0, const Tensor& Wx, const Tensor& Wh,
     const Tensor& h, const Tensor& c, const Tensor& gates) {
-  const char* op = "a3ext.lstm_packed_backward";
   const Tensor dh = defined_or_empty(dh_), dc = defined_or_empty(dc_);
-  const PackedDims d = check_packed_inputs(op, x, batch_sizes, h0, Wx, Wh, nullptr, 4);
-  check_like(op, c0, "c0", x, {d.B, d.H}, "(B, H)");
-  check_like(op, h, "h", x, {d.P, d.H}, "(P, H)");
-  check_like(op, c, "c", x, {d.P, d.H}, "(P, H)");
-  check_like(op, gates, "gates", x, {d.P, 4 * d.H}, "(P, 4H)");
-  if (dh.defined()) check_like(op, dh, "dh", x, {d.P, d.H}, "(P, H)");
-  if (dc.defined()) check_like(op, dc, "dc", x, {d.P, d.H}, "(P, H)");
+  const PackedDims d = check_lstm_packed_backward_inputs(dh, dc, x, batch_sizes, h0, c0, Wx, Wh, h, c, gates);
+  if (d.P == 0 || d.H == 0)
+    return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.B, d.H},
+                          at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
   return Lstm::backward(dh.defined() ? dh.contiguous() : Tensor(), dc.defined() ? dc.contiguous() : Tensor(),
                         x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                         h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d));
