@@ -252,7 +252,10 @@ def _read_error(path: Path, kind: Kind, exc: BaseException) -> CheckpointError:
         return CorruptCheckpointError(f"{path} is corrupt or not an {kind.label}: its pickled data cannot be "
                                       f"read with torch.load(weights_only=True) ({why})")
     # the file starts like a zip archive, so anything else is a damaged or cut-off one
-    why = _first_line(exc, 100) if "PytorchStreamReader" in text else f"{type(exc).__name__}: {_first_line(exc, 100)}"
+    if "PytorchStreamReader" in text:  # "PytorchStreamReader failed ...: <reason>. This is an internal miniz ..."
+        why = _first_line(exc, 200).split(". ")[0]
+    else:
+        why = f"{type(exc).__name__}: {_first_line(exc, 100)}"
     return CorruptCheckpointError(f"{path} is truncated or corrupt: torch.load cannot read its zip archive ({why})")
 
 
@@ -310,8 +313,9 @@ def load(path, kind: Kind) -> dict:
     except TypeError as exc:
         raise CorruptCheckpointError(f"{path} is corrupt: {_first_line(exc)}") from exc
     if actual != block["sha256"]:
+        n = 12 if block["sha256"][:12] != actual[:12] else 64
         raise CorruptCheckpointError(f"{path} is corrupt: its contents do not match the sha256 digest stored "
-                                     f"with them (stored {block['sha256'][:64]}, computed {actual})")
+                                     f"with them (stored {block['sha256'][:n]}..., computed {actual[:n]}...)")
     if block["kind"] != kind.name:
         other = _KINDS.get(block["kind"])
         label = other.label if other is not None else f"a3ext {block['kind']} checkpoint"
