@@ -6,7 +6,29 @@ registers their fake kernels and autograd formulas (:mod:`a3ext.ops`).
 """
 from __future__ import annotations
 
-import torch  # must come first: the compiled library links against libtorch
+import os as _os
+import sys as _sys
+
+
+def _idle_threads_sleep() -> bool:
+    """Make idle OpenMP threads sleep instead of spin-waiting, if we can and nobody chose.
+
+    torch's intra-op pool, MKL and oneDNN (and a3ext's own ``at::parallel_for``) all run
+    on torch's libgomp, whose idle threads spin for a long time at every barrier by
+    default; beside other busy processes the spinning threads take the cores the working
+    thread needs (a training loop 5-9x slower beside one busy process instead of ~1.5x).
+    libgomp reads ``OMP_WAIT_POLICY`` once, when torch loads, so this only works when
+    a3ext is imported before torch; an explicit ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``
+    is left alone. Returns True when it set the policy. See README "Reliability"."""
+    if "torch" in _sys.modules or "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ:
+        return False
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+_idle_threads_sleep()
+
+import torch  # noqa: E402  (before the compiled library, which links against libtorch)
 
 __version__ = "0.1.0"
 
