@@ -392,3 +392,30 @@ def test_full_disk_on_a_real_tiny_filesystem(tmp_path):
         assert _temporaries(mnt) == []
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_gan_quality_model_file_is_verified(tmp_path):
+    """The GAN quality metric's cached classifier goes through the same module: a flipped
+    bit is refused, a pre-digest file loads with a warning."""
+    import warnings
+
+    from a3ext import checkpoint
+    from a3ext.gan.metrics import DigitClassifier, DigitQuality
+
+    torch.manual_seed(0)
+    q = DigitQuality(DigitClassifier(10), torch.randn(128), torch.eye(128), {"num_classes": 10})
+    path = tmp_path / "quality.pt"
+    q.save(path)
+    again = DigitQuality.load(path)
+    assert torch.equal(again.train_mu, q.train_mu)
+    old = tmp_path / "old.pt"
+    torch.save(q.state_dict(), old)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DigitQuality.load(old)
+    assert any(issubclass(w.category, checkpoint.UnverifiedCheckpointWarning) for w in caught)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="quality.pt"):
+        DigitQuality.load(path)

@@ -117,6 +117,21 @@ def _signed(images) -> torch.Tensor:
     return 2.0 * as_unit_images(images) - 1.0
 
 
+def _is_quality_state(state: dict) -> bool:
+    return state.get("format") == "a3ext.gan.quality/1"
+
+
+def _quality_kind():
+    from .. import checkpoint
+    return checkpoint.Kind("gan-quality", "a3ext digit-quality model",
+                           legacy_keys=frozenset({"format", "classifier", "train_mu", "train_sigma", "info"}),
+                           is_legacy=_is_quality_state)
+
+
+#: The quality model's files in :mod:`a3ext.checkpoint` (digest-verified).
+QUALITY_KIND = _quality_kind()
+
+
 class DigitQuality:
     """A trained :class:`DigitClassifier` plus the feature statistics of the real
     training digits; scores batches of images in [-1, 1] (generator output)."""
@@ -176,12 +191,16 @@ class DigitQuality:
         return cls(model, state["train_mu"], state["train_sigma"], state["info"])
 
     def save(self, path) -> Path:
-        from .train import save_checkpoint  # atomic torch.save
-        return save_checkpoint(self.state_dict(), path)
+        """Atomic, digest-stamped (:mod:`a3ext.checkpoint`, kind ``gan-quality``)."""
+        from .. import checkpoint
+        return checkpoint.save(self.state_dict(), path, QUALITY_KIND)
 
     @classmethod
     def load(cls, path) -> "DigitQuality":
-        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Verified load (``weights_only``, digest checked; files written before digests
+        load with :class:`a3ext.checkpoint.UnverifiedCheckpointWarning`)."""
+        from .. import checkpoint
+        return cls.from_state_dict(checkpoint.load(path, QUALITY_KIND))
 
     # -- evaluation ----------------------------------------------------------------
     @torch.no_grad()
