@@ -164,7 +164,9 @@ def _check_weight_shapes(op, Wx, Wh, b, D, H, gate_mult):
 def _check_like(op, t, name, x, shape, shape_str):
     """t has x's dtype and device and the given shape."""
     _check_same(op, x, "x", t, name)
-    _check_shape(op, t, name, shape, shape_str)
+    note = {"(N, H)": " (N from x, H from h0)", "(B, H)": " (B, H from h0)"}.get(
+        shape_str, " (P from x, H from h0)" if shape_str[1] == "P" else " (N, T from x, H from h0)")
+    _check_shape(op, t, name, shape, shape_str, note)
 
 
 def _empty_like_shape(ref: Tensor, *shape) -> Tensor:
@@ -324,7 +326,7 @@ def _gram_backward_fake(grad, features, normalize):
     _check_features(op, features)
     _check_same(op, features, "features", grad, "grad")
     N, C = features.shape[:2]
-    _check_shape(op, grad, "grad", (N, C, C), "(N, C, C)")
+    _check_shape(op, grad, "grad", (N, C, C), "(N, C, C)", " (N, C from features)")
     return torch.empty(features.shape, dtype=features.dtype, device=features.device)
 
 

@@ -71,8 +71,9 @@ TORCH_LIBRARY(a3ext, m) {
 
 // ---- Every call the backend kernels cannot take gets the ops' own error ----
 // A CompositeExplicitAutograd kernel serves every backend key without a kernel
-// of its own (sparse, mkldnn, quantized, nested, a device this build has no
-// kernels for) and calls with no tensor at all (every tensor None). Instead of
+// of its own (sparse, mkldnn, quantized, a device this build has no kernels
+// for) and calls with no tensor at all (every tensor None); nested tensors get
+// the same kernels under their own keys. Instead of
 // the dispatcher's list of backends, it runs the op's checks (None, "must be a
 // dense tensor", dtypes, shapes: the messages of the CPU kernels and of the
 // fake kernels) and, if they pass, names the device that has no kernel.
@@ -162,7 +163,7 @@ Tensor gram_backward_fallback(const Tensor& grad, const Tensor& features, bool n
 }
 }  // namespace
 
-TORCH_LIBRARY_IMPL(a3ext, CompositeExplicitAutograd, m) {
+static void register_fallbacks(torch::Library& m) {
   m.impl("rnn_forward", &rnn_forward_fallback);
   m.impl("rnn_backward", &rnn_backward_fallback);
   m.impl("lstm_forward", &lstm_forward_fallback);
@@ -172,6 +173,20 @@ TORCH_LIBRARY_IMPL(a3ext, CompositeExplicitAutograd, m) {
   m.impl("lstm_packed_forward", &lstm_packed_forward_fallback);
   m.impl("lstm_packed_backward", &lstm_packed_backward_fallback);
   m.impl("gram_forward", &gram_forward_fallback);
+  m.impl("gram_backward", &gram_backward_fallback);
+}
+
+TORCH_LIBRARY_IMPL(a3ext, CompositeExplicitAutograd, m) { register_fallbacks(m); }
+// Nested tensors' keys are outside CompositeExplicitAutograd's set.
+TORCH_LIBRARY_IMPL(a3ext, NestedTensorCPU, m) { register_fallbacks(m); }
+TORCH_LIBRARY_IMPL(a3ext, NestedTensorCUDA, m) { register_fallbacks(m); }
+// The backward ops have no autograd kernel, and nested tensors no fallback for
+// a missing one (the forward ops' autograd kernel comes from a3ext/ops.py).
+TORCH_LIBRARY_IMPL(a3ext, AutogradNestedTensor, m) {
+  m.impl("rnn_backward", &rnn_backward_fallback);
+  m.impl("lstm_backward", &lstm_backward_fallback);
+  m.impl("rnn_packed_backward", &rnn_packed_backward_fallback);
+  m.impl("lstm_packed_backward", &lstm_packed_backward_fallback);
   m.impl("gram_backward", &gram_backward_fallback);
 }
 

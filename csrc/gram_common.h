@@ -18,7 +18,7 @@ inline void check_gram_backward_inputs(const char* op, const at::Tensor& grad, c
   check_tensors(op, {{grad, "grad"}, {f, "features"}});
   check_gram_features(op, f);
   check_same(op, f, "features", grad, "grad");
-  check_shape(op, grad, "grad", {f.size(0), f.size(1), f.size(1)}, "(N, C, C)");
+  check_shape(op, grad, "grad", {f.size(0), f.size(1), f.size(1)}, "(N, C, C)", " (N, C from features)");
 }
 
 // 1 / (C*H*W) when normalize (1 for empty maps, whose Gram matrix is 0 anyway).

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "checks.h"
@@ -70,7 +71,12 @@ inline Dims check_forward_inputs(const char* op, const Tensor& x, const Tensor& 
 inline void check_like(const char* op, const Tensor& t, const char* name, const Tensor& x,
                        at::IntArrayRef shape, const char* shape_str) {
   check_same(op, x, "x", t, name);
-  check_shape(op, t, name, shape, shape_str);
+  const std::string s = shape_str;  // where the sizes come from, for the message
+  const char* note = s == "(N, H)"   ? " (N from x, H from h0)"
+                     : s == "(B, H)" ? " (B, H from h0)"
+                     : s[1] == 'P'   ? " (P from x, H from h0)"
+                                     : " (N, T from x, H from h0)";
+  check_shape(op, t, name, shape, shape_str, note);
 }
 
 // [h0, h_0, ..., h_{T-2}] as (N*T, H): the hidden state each step started from.

@@ -350,3 +350,81 @@ def test_bad_inputs_backward_ops():
     hr = ops.rnn(**r)
     with pytest.raises(TypeError, match=r"a3ext.rnn_backward: all inputs must have the same dtype, but dh is torch.float32"):
         torch.ops.a3ext.rnn_backward(hr.float(), r["x"], r["h0"], r["Wx"], r["Wh"], hr)
+
+
+# ---------------------------------------------------------------------------
+# Bad calls the dispatcher used to answer itself (issue 14): the ops' own error,
+# the same exception and first line in eager mode and under FakeTensorMode.
+def _eager_and_fake(fn, args, exc, pattern):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with pytest.raises(exc, match=pattern) as real:
+        fn(*args)
+    mode = FakeTensorMode()
+    fargs = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+    with mode, pytest.raises(exc) as fake:
+        fn(*fargs)
+    assert str(real.value).splitlines()[0] == str(fake.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("fn", [ops.rnn, torch.ops.a3ext.rnn_forward], ids=["public", "dispatcher"])
+def test_none_and_sparse_arguments(fn):
+    a = make_inputs(2, 3, 4, 5, 1, torch.float32)
+    args = [a[k] for k in ("x", "h0", "Wx", "Wh", "b")]
+    _eager_and_fake(fn, [*args[:4], None], TypeError, r"a3ext.rnn: b is required, got None")
+    _eager_and_fake(fn, [None, *args[1:]], TypeError, r"a3ext.rnn: x is required, got None")
+    _eager_and_fake(fn, [args[0], args[1], args[2].to_sparse(), *args[3:]], TypeError,
+                    r"a3ext.rnn: Wx must be a dense tensor \(torch.strided layout\), but got a torch.sparse_coo tensor")
+    with pytest.raises(TypeError, match=r"a3ext.rnn: Wh must be a dense tensor .* torch._mkldnn tensor"):
+        fn(*args[:3], args[3].to_mkldnn(), args[4])
+    with pytest.raises(TypeError, match=r"a3ext.rnn: h0 must be a floating-point tensor .* but got torch.qint8"):
+        fn(args[0], torch.quantize_per_tensor(args[1], 0.1, 0, torch.qint8), *args[2:])
+
+
+def test_all_none_and_non_tensor_arguments():
+    with pytest.raises(TypeError, match=r"a3ext.gram: features is required, got None"):
+        torch.ops.a3ext.gram_forward(None)
+    with pytest.raises(TypeError, match=r"a3ext.gram: features is required, got None"):
+        ops.gram(None)
+    with pytest.raises(TypeError, match=r"a3ext.gram: normalize must be a bool, but got int 2"):
+        ops.gram(torch.zeros(1, 2, 3, 3), 2)
+    a = make_inputs(2, 3, 4, 5, 4, torch.float32)
+    x1 = a["x"][:, 0]
+    with pytest.raises(TypeError, match=r"a3ext.rnn_step: x must be a torch.Tensor, but got list"):
+        ops.rnn_step(x1.tolist(), a["h0"], a["Wx"][:, :5], a["Wh"][:, :5], a["b"][:5])
+    with pytest.raises(TypeError, match=r"a3ext.lstm_step: prev_h must be a torch.Tensor, but got ndarray"):
+        ops.lstm_step(x1, a["h0"].numpy(), a["h0"], a["Wx"], a["Wh"], a["b"])
+    with pytest.raises(TypeError, match=r"a3ext.lstm: h0 is required, got None"):
+        ops.lstm(a["x"], None, a["Wx"], a["Wh"], a["b"])
+
+
+def test_shape_arithmetic_overflow():
+    """4H for H = 2**62 wraps to 0 in int64: refused, not taken as width-0 weights."""
+    H = 2 ** 62
+    args = (torch.empty(0, 1, 0), torch.empty(0, H), torch.empty(0, H), torch.empty(0, 0), torch.empty(H, 0),
+            torch.empty(0))
+    _eager_and_fake(torch.ops.a3ext.lstm_forward, args, ValueError,
+                    r"a3ext.lstm: expected h0.size\(1\) = H with 4H < 2\*\*63, but got H = 4611686018427387904")
+    n = 2 ** 31  # outputs of 2**62 * 256 elements (the inputs are zero-stride views)
+    z = torch.zeros(())
+    args = (torch.empty(n, n, 0), z.expand(n, 256), z.expand(0, 256), z.expand(256, 256), z.expand(256))
+    _eager_and_fake(torch.ops.a3ext.rnn_forward, args, ValueError, r"a3ext.rnn: the output h of shape \(N, T, H\) "
+                    r"= \[2147483648, 2147483648, 256\] would be too large")
+
+
+@pytest.mark.parametrize("N,T", [(2 ** 40, 1), (1, 2 ** 40)])
+def test_zero_element_outputs_do_not_allocate_by_other_dimensions(N, T):
+    e = torch.empty
+    h = ops.rnn(e(N, T, 0), e(N, 0), e(0, 0), e(0, 0), e(0))
+    assert h.shape == (N, T, 0)
+    h, c, gates = torch.ops.a3ext.lstm_forward(e(N, T, 0), e(N, 0), e(N, 0), e(0, 0), e(0, 0), e(0))
+    assert h.shape == c.shape == gates.shape == (N, T, 0)
+    grads = torch.ops.a3ext.lstm_backward(None, None, e(N, T, 0), e(N, 0), e(N, 0), e(0, 0), e(0, 0), h, c, gates)
+    assert [tuple(g.shape) for g in grads] == [(N, T, 0), (N, 0), (N, 0), (0, 0), (0, 0), (0,)]
+
+
+
+def test_every_tensor_none():
+    """No tensor at all (no dispatch key): the op's error, not 'no tensor arguments'."""
+    with pytest.raises(TypeError, match=r"a3ext.rnn: x is required, got None"):
+        torch.ops.a3ext.rnn_forward(None, None, None, None, None)

@@ -280,3 +280,41 @@ def test_errors_agree_between_real_and_fake_kernels_with_two_faults():
             with pytest.raises(TypeError) as fake:
                 op(*args)
         assert str(real.value).splitlines()[0] == str(fake.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("lengths,T,exc,pattern", [
+    ([1.5, 2], None, TypeError, r"a3ext.pack_lengths: lengths must have an integer dtype, but got torch.float32"),
+    (torch.tensor([1.0, 2.0]), None, TypeError, r"lengths must have an integer dtype, but got torch.float32"),
+    ([True, False], None, TypeError, r"lengths must have an integer dtype, but got torch.bool"),
+    (torch.tensor([1 + 0j]), None, TypeError, r"lengths must have an integer dtype, but got torch.complex64"),
+    (None, None, TypeError, r"lengths is required, got None"),
+    ("abc", None, TypeError, r"lengths must be a 1-D tensor, array or sequence of ints, but got str"),
+    (torch.tensor([1, 2], device="meta"), None, ValueError, r"lengths must hold values .* on meta"),
+    ([1, 2], 2.5, TypeError, r"T must be an int, but got float 2.5"),
+    ([1, 2], 3.0, TypeError, r"T must be an int, but got float 3.0"),
+    ([1, 2], True, TypeError, r"T must be an int, but got bool True"),
+    ([1, 2], -1, ValueError, r"T must be >= 0, but got T = -1"),
+    ([1, 2], 2 ** 62, ValueError, r"expected B \* T < 2\*\*63 .* but got B = 2 and T = 4611686018427387904"),
+])
+def test_pack_lengths_integers_and_ranges_only(lengths, T, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        ops.pack_lengths(lengths, T)
+
+
+def test_pack_lengths_accepts_integer_inputs():
+    for lengths, T in (([], None), (np.array([3, 1]), np.int64(4)), (torch.tensor([3, 1], dtype=torch.int32), 4)):
+        order, bs, index = ops.pack_lengths(lengths, T)
+        assert bs.dtype == torch.int64 and index.dtype == torch.int64
+
+
+def test_batch_sizes_sum_overflow_and_huge_batch():
+    """sum(batch_sizes) = 4 * 2**62 wraps to 0 = P in int64: refused. A batch of 2**40
+    sequences with H = 0 needs no bookkeeping by B."""
+    e = torch.empty
+    B = 2 ** 62
+    with pytest.raises(ValueError, match=r"a3ext.rnn_packed: expected packed x with P = sum\(batch_sizes\) rows, "
+                                         r"but sum\(batch_sizes\) overflows int64"):
+        ops.rnn_packed(e(0, 4), torch.tensor([B] * 4), e(B, 0), e(4, 0), e(0, 0), e(0))
+    n = 2 ** 40
+    h = ops.lstm_packed(e(n, 0), torch.tensor([n]), e(n, 0), e(0, 0), e(0, 0), e(0))
+    assert h.shape == (n, 0)
