@@ -3,6 +3,9 @@ visualization / style transfer / GAN assignment.
 
 Importing the package loads the compiled custom ops (``torch.ops.a3ext.*``) and
 registers their fake kernels and autograd formulas (:mod:`a3ext.ops`).
+
+May import: ``a3ext._C`` (the compiled ops) and ``a3ext.ops``, after torch; nothing above them
+(the parts are imported by name, e.g. ``import a3ext.captioning``).
 """
 from __future__ import annotations
 

@@ -24,6 +24,8 @@ every source tried with the reason it failed, and the commands that fix it.
 Public API: :func:`names`, :func:`info`, :func:`path`, :func:`image`,
 :func:`resolve_image`, :func:`imagenet_labels`, :func:`fetch`,
 :func:`cache_dir` and :func:`register_cli` (the ``assets`` CLI subcommand).
+
+May import: ``a3ext._util``; outside a3ext: PIL, tqdm.
 """
 from __future__ import annotations
 

@@ -24,6 +24,8 @@ fsync, ``os.replace``): the target is always the old or the new complete file. A
 failed write (a full disk, say) raises :class:`CheckpointWriteError` (an ``OSError``)
 saying what happened and that the previous checkpoint is intact; temporaries left by a
 process killed mid-save are removed by the next save or load of that checkpoint.
+
+May import: ``a3ext._util``; outside a3ext: torch.
 """
 from __future__ import annotations
 

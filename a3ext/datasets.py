@@ -11,6 +11,8 @@ an int64 tensor (N,) of class indices, ``class_names`` the names of the classes.
 * :func:`fashion_mnist` -- Fashion-MNIST (28x28, 60,000 train + 10,000 test).
 * :func:`idx_dataset` -- any directory of standard IDX files (e.g. the full MNIST).
 * :func:`split` -- deterministic, stratified train/val/test splits from a seed.
+
+May import: ``a3ext.assets``; outside a3ext: PIL, numpy, torch.
 """
 from __future__ import annotations
 

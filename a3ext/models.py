@@ -19,6 +19,8 @@ Shared interface (every later part uses only this)::
     model.labels[i]                              # ImageNet class name of index i
 
 Models are returned in eval mode with ``requires_grad=False`` on every parameter.
+
+May import: ``a3ext.assets``; outside a3ext: PIL, numpy, torch.
 """
 from __future__ import annotations
 

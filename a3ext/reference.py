@@ -39,6 +39,8 @@ The sequence caches of :func:`rnn_forward`, :func:`lstm_forward` and
 cell states, ``(N, T, H)``) and ``"gates"`` (activated ``i, f, o, g``,
 ``(N, T, 4H)``), plus ``"steps"``, the list of per-step caches the backward
 walks through.
+
+May import: no other a3ext module; outside a3ext: numpy.
 """
 
 from __future__ import annotations

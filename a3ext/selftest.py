@@ -1,5 +1,8 @@
 """`a3ext selftest`: run every compiled op once on random data against the float64
-numpy reference (forward and every gradient) and print a table. Builds nothing."""
+numpy reference (forward and every gradient) and print a table. Builds nothing.
+
+May import: ``a3ext.ops``, ``a3ext.reference``; outside a3ext: numpy, torch.
+"""
 from __future__ import annotations
 
 import time

@@ -4,7 +4,11 @@ C=128, H=7, W=7)``, ``initialize_weights``, ``discriminator``, ``generator``,
 ``run_a_gan`` (loader optional: the embedded MNIST digits), ``ls_discriminator_loss``,
 ``ls_generator_loss``, ``build_dc_classifier``, ``build_dc_generator``, and its helpers
 ``show_images``, ``preprocess_img``, ``deprocess_img``, ``rel_error``,
-``count_params``, ``NOISE_DIM``."""
+``count_params``, ``NOISE_DIM``.
+
+May import: ``a3ext.gan.data``, ``a3ext.gan.losses``, ``a3ext.gan.models``,
+``a3ext.gan.train``, ``a3ext.reference``.
+"""
 from ..gan.data import deprocess_img, preprocess_img
 from ..gan.losses import (bce_loss, discriminator_loss, generator_loss, ls_discriminator_loss,
                           ls_generator_loss)

@@ -2,7 +2,10 @@
 ``nn.Sequential`` of feature layers, e.g. torchvision's ``squeezenet1_1(...).features``,
 or an a3ext model), ``content_loss``, ``gram_matrix``, ``style_loss``, ``tv_loss``,
 ``style_transfer``, and its helpers ``preprocess(img, size=512)``, ``deprocess``,
-``rescale``, ``rel_error``, ``features_from_img(imgpath, imgsize, cnn)``."""
+``rescale``, ``rel_error``, ``features_from_img(imgpath, imgsize, cnn)``.
+
+May import: ``a3ext.imaging``, ``a3ext.reference``, ``a3ext.style``; outside a3ext: PIL.
+"""
 from ..imaging import SQUEEZENET_MEAN, SQUEEZENET_STD, deprocess as _deprocess, rescale
 from ..imaging import preprocess as _preprocess
 from ..reference import rel_error

@@ -6,6 +6,10 @@
 * :mod:`.bleu`: corpus / sentence BLEU-1..4
 * :mod:`.data`: the assignment's COCO data layout and a downloader
 * :mod:`.synthetic`: the embedded dataset generator (Pillow scenes + grammar)
+
+May import: ``a3ext.captioning.bleu``, ``a3ext.captioning.data``,
+``a3ext.captioning.layers``, ``a3ext.captioning.model``, ``a3ext.captioning.solver``,
+``a3ext.captioning.synthetic``.
 """
 from .bleu import bleu_scores, captions_to_tokens, corpus_bleu, sentence_bleu
 from .data import decode_captions, download, download_coco_captioning, load_coco_data, sample_coco_minibatch

@@ -8,6 +8,8 @@ the hypothesis length (the shorter one on a tie); a hypothesis shorter than n
 counts as one (unmatched) n-gram in the denominator of order n; a zero precision at any order gives
 BLEU 0 unless ``smoothing`` adds an epsilon to zero numerators (nltk's method1).
 BLEU-n means uniform weights 1/n over orders 1..n.
+
+May import: no other a3ext module.
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ Layout of ``base_dir`` (exactly the assignment's ``coco_captioning`` folder):
 * ``coco2014_vocab.json``: ``idx_to_word`` (list) and ``word_to_idx`` (dict) with
   ``<NULL>`` = 0, ``<START>``, ``<END>``, ``<UNK>``;
 * ``train2014_urls.txt`` / ``val2014_urls.txt``: one image URL per feature row.
+
+May import: ``a3ext._util``, ``a3ext.assets``, ``a3ext.captioning.synthetic``; outside
+a3ext: h5py, numpy.
 """
 from __future__ import annotations
 

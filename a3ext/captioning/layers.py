@@ -6,6 +6,8 @@ implementation can replace them here without touching the model. Semantics are t
 assignment's (``a3ext.reference.word_embedding_forward``,
 ``temporal_affine_forward``, ``temporal_softmax_loss``), tested against it in
 float64, forward and backward.
+
+May import: no other a3ext module; outside a3ext: torch.
 """
 from __future__ import annotations
 

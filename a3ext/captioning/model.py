@@ -7,6 +7,8 @@ LSTM (``a3ext.ops.rnn`` / ``a3ext.ops.lstm``, gate order i, f, o, g, c0 = 0), an
 vocabulary projection ``W_vocab`` (H, V), ``b_vocab`` (V); the loss is the temporal
 softmax loss on the next word, masked where the target is ``<NULL>``, summed over
 time and divided by N.
+
+May import: ``a3ext.captioning.layers``, ``a3ext.ops``; outside a3ext: numpy, torch.
 """
 from __future__ import annotations
 

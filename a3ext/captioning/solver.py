@@ -16,6 +16,9 @@ it; each rank's loss is weighted by its share of the batch so that DDP's gradien
 average equals the gradient of the global-batch loss (exact even when ``batch_size`` is
 not divisible by the world size). The logged loss is the global-batch loss (all-reduced),
 and only rank 0 evaluates BLEU, prints, shows the progress bar and writes checkpoints.
+
+May import: ``a3ext.captioning.bleu``, ``a3ext.captioning.model``,
+``a3ext.captioning.optim``, ``a3ext.checkpoint``; outside a3ext: numpy, torch, tqdm.
 """
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ The assignment's API (names and semantics): :func:`sample_noise`,
 (:mod:`a3ext.gan.metrics`) and :mod:`a3ext.gan.semi_supervised`.
 Submodules: ``models``, ``losses``, ``data``, ``train``, ``metrics``,
 ``semi_supervised``, ``cli``.
+
+May import: ``a3ext.gan.data``, ``a3ext.gan.losses``, ``a3ext.gan.models``,
+``a3ext.gan.train``.
 """
 from __future__ import annotations
 

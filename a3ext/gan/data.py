@@ -3,6 +3,8 @@
 
 The images themselves come from :mod:`a3ext.datasets` (see :func:`load_digits`);
 this module only batches tensors.
+
+May import: ``a3ext.datasets``; outside a3ext: torch.
 """
 from __future__ import annotations
 

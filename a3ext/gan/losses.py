@@ -4,6 +4,8 @@ Every loss takes discriminator outputs of shape ``(N,)`` or ``(N, 1)`` (one logi
 score per image; the real and fake batches may differ in size) and returns a scalar
 tensor. The two halves of a discriminator loss are averaged over their own batch
 and then added, as in the assignment.
+
+May import: no other a3ext module; outside a3ext: numpy, torch.
 """
 from __future__ import annotations
 

@@ -22,6 +22,9 @@ For a batch of images :meth:`DigitQuality.score` reports
 The floor is the same score for *held-out* real digits (:meth:`DigitQuality.floor`):
 a generator can not be expected to beat it. The Frechet distance is biased upwards
 for small samples, so always compare equal sample counts (the default is 1,000).
+
+May import: ``a3ext.assets``, ``a3ext.checkpoint``, ``a3ext.gan.data``; outside a3ext:
+torch.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ Parameter counts (computed from the layer shapes; see ``python_tests/test_gan.py
 ``discriminator()`` 267,009; ``generator(4)`` 1,858,320 (``generator(96)``
 1,952,528); ``build_dc_classifier()`` 1,102,721; ``build_dc_generator(4)``
 6,580,801 (``build_dc_generator(96)`` 6,675,009).
+
+May import: no other a3ext module; outside a3ext: torch.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ softplus with batch norm -> 784 sigmoid).
 
 The supervised-only baseline is the *same* network trained with the supervised loss
 alone on the *same* labeled subset for the same number of steps.
+
+May import: ``a3ext.gan.data``, ``a3ext.gan.train``; outside a3ext: torch, tqdm.
 """
 from __future__ import annotations
 

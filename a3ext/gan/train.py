@@ -16,6 +16,10 @@ state and the position (epoch, batch), so stopping after k iterations and resumi
 gives bit-identical parameters to training straight through (same machine, same
 thread count). Checkpoints contain only tensors and plain Python values and load
 with ``torch.load(..., weights_only=True)``.
+
+May import: ``a3ext._util``, ``a3ext.checkpoint``, ``a3ext.datasets``,
+``a3ext.gan.data``, ``a3ext.gan.losses``, ``a3ext.gan.models``; outside a3ext: PIL,
+matplotlib, numpy, torch, tqdm.
 """
 from __future__ import annotations
 
@@ -575,9 +579,9 @@ def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show
 
 
 def _in_notebook() -> bool:
-    from ..visualization.synthesis import _in_notebook as in_nb
+    from .._util import in_notebook
 
-    return in_nb()
+    return in_notebook()
 
 
 def show_images(images):

@@ -18,6 +18,9 @@ Modules: :mod:`.attribution` (gradients of a class score), :mod:`.synthesis`
 Fourier basis with decorrelated colour and random transforms, and the
 transformed-probability metric), :mod:`.render` (heatmaps and figures),
 :mod:`.classes` (classes by index or name), :mod:`.cli` (``a3ext visualize``).
+
+May import: ``a3ext.visualization.attribution``, ``a3ext.visualization.classes``,
+``a3ext.visualization.render``, ``a3ext.visualization.synthesis``.
 """
 from .attribution import (class_score_gradients, completeness_delta, compute_saliency_maps,
                           default_gradcam_layer, grad_cam, ig_alphas_and_weights, integrated_gradients,

@@ -1,4 +1,7 @@
-"""Helpers shared by the visualization modules: argument checks and eval mode."""
+"""Helpers shared by the visualization modules: argument checks and eval mode.
+
+May import: no other a3ext module; outside a3ext: torch.
+"""
 from __future__ import annotations
 
 import contextlib

@@ -15,6 +15,9 @@ Gradients, Grad-CAM).
   :func:`completeness_delta` to check that attributions sum to f(x) - f(baseline).
 * :func:`grad_cam` -- Selvaraju et al. 2017 on a chosen layer.
 * :func:`reduce_channels` -- (N, 3, H, W) attributions to (N, H, W) heatmaps.
+
+May import: ``a3ext.models``, ``a3ext.visualization._common``; outside a3ext: numpy,
+torch.
 """
 from __future__ import annotations
 

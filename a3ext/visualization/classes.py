@@ -1,4 +1,7 @@
-"""ImageNet classes by index or by name."""
+"""ImageNet classes by index or by name.
+
+May import: no other a3ext module.
+"""
 from __future__ import annotations
 
 import difflib

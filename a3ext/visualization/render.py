@@ -3,6 +3,8 @@
 Uses matplotlib's object API (``matplotlib.figure.Figure`` with the Agg
 canvas), never ``pyplot``, so nothing here changes a global backend or needs
 a display.
+
+May import: no other a3ext module; outside a3ext: PIL, matplotlib, numpy, torch.
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ al. 2014) and class visualizations (Simonyan et al. 2014, Yosinski et al. 2015).
 Both work on preprocessed images (the units of ``model.preprocess``) and
 take steps ``learning_rate * g / ||g||_2`` with ``g`` the gradient of the
 objective with respect to the image (the norm over one whole image).
+
+May import: ``a3ext._util``, ``a3ext.imaging``, ``a3ext.visualization._common``; outside
+a3ext: matplotlib, torch.
 """
 from __future__ import annotations
 
@@ -360,14 +363,9 @@ def _resolve_tensor_type(dtype, fn: str):
 
 
 def _in_notebook() -> bool:
-    import sys
+    from .._util import in_notebook
 
-    ipy = sys.modules.get("IPython")
-    try:
-        return ipy is not None and ipy.get_ipython() is not None and \
-            "IPKernelApp" in ipy.get_ipython().config
-    except Exception:  # noqa: BLE001 - any IPython oddity means: not a notebook
-        return False
+    return in_notebook()
 
 
 def create_class_visualization(target_y, model: nn.Module, dtype=None, **kwargs):

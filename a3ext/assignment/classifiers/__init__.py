@@ -1,1 +1,4 @@
-"""The assignment's ``classifiers`` package: :mod:`.rnn` (``CaptioningRNN``)."""
+"""The assignment's ``classifiers`` package: :mod:`.rnn` (``CaptioningRNN``).
+
+May import: no other a3ext module.
+"""
