@@ -746,15 +746,41 @@ def cpu_isa() -> str:
 
 @contextlib.contextmanager
 def gemm_backend(name: str) -> Iterator[None]:
-    """Select the GEMM engine of the CPU time loops inside a ``with`` block.
+    """Select the GEMM engine of the CPU ops inside a ``with`` block.
 
-    ``"auto"`` (default): oneDNN's GEMM for float32 steps large enough to pay for
-    its call overhead, BLAS otherwise; ``"blas"``: always the BLAS path (batch
-    split across threads for the whole sequence); ``"onednn"``: always oneDNN
-    (float32 only; float64 always uses BLAS). Results agree to rounding.
+    ``"auto"`` (default): the engine measured fastest on this machine, per op,
+    dtype and shape class (a short trial of every available engine on the first
+    call of each class, 10-40 ms once, cached for the process; see
+    :func:`gemm_engine_choices`). ``"blas"``: the BLAS torch links (batch split
+    across threads for the whole sequence); ``"onednn"``: oneDNN's GEMM (float32;
+    float64 runs BLAS); ``"mkl"``: MKL's packed GEMM with the recurrent weights
+    packed once per call (float32; float64 runs BLAS) and MKL's SYRK for the Gram
+    forward (float32 and float64). Forcing an engine this torch lacks
+    (:func:`gemm_engines`) raises for float32 work. Results agree to rounding.
     """
     previous = _ops._set_gemm_backend(name)
     try:
         yield
     finally:
         _ops._set_gemm_backend(previous)
+
+
+def gemm_engines() -> list[str]:
+    """The GEMM engines this torch build provides ("blas" always; "onednn" with
+    oneDNN; "mkl" when libtorch exports MKL's packed GEMM / SYRK, as on x86 wheels)."""
+    return _ops._gemm_engines().split(",")
+
+
+def gemm_engine_choices() -> dict[str, dict]:
+    """What ``auto`` chose so far in this process: ``{shape class: {"engine": name,
+    "calibration_ms": total trial time, "trial_ms": {engine: best trial time}}}``."""
+    out = {}
+    for line in _ops._gemm_engine_choices().splitlines():
+        parts = line.split(" ")
+        # key words, then engine, calibration ms, name:ms ...
+        trials = [p for p in parts if ":" in p]
+        head = parts[: len(parts) - len(trials)]
+        key, engine, ms = " ".join(head[:-2]), head[-2], float(head[-1])
+        out[key] = {"engine": engine, "calibration_ms": ms,
+                    "trial_ms": {t.split(":")[0]: float(t.split(":")[1]) for t in trials}}
+    return out

@@ -18,7 +18,7 @@ def gram_reference(F: np.ndarray, normalize: bool = True) -> np.ndarray:
     return G / (C * H * W) if normalize else G
 
 
-@pytest.fixture(params=["auto", "blas", "onednn"])
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl"])
 def backend(request):
     with ops.gemm_backend(request.param):
         yield request.param

@@ -43,7 +43,7 @@ def np64(t):
     return t.detach().to(torch.float64).numpy()
 
 
-@pytest.fixture(params=["auto", "blas", "onednn"])
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl"])
 def backend(request):
     """Every correctness test runs under each GEMM engine of the time loops."""
     with ops.gemm_backend(request.param):
@@ -220,7 +220,7 @@ def test_gemm_backend_selection():
     with ops.gemm_backend("blas"):
         assert torch.ops.a3ext._set_gemm_backend("blas") == "blas"
     assert torch.ops.a3ext._set_gemm_backend("auto") == "auto"
-    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn'"):
+    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl'"):
         with ops.gemm_backend("cuda"):
             pass
 
@@ -232,12 +232,12 @@ def test_engines_agree_on_a_large_float32_problem(cell):
     a = make_inputs(24, 5, 48, 160, G, torch.float32, requires_grad=True, scale=0.2)
     fn = ops.lstm if cell == "lstm" else ops.rnn
     results = {}
-    for engine in ("blas", "onednn", "auto"):
+    for engine in ("blas", "onednn", "mkl", "auto"):
         with ops.gemm_backend(engine):
             h = fn(**a)
             grads = torch.autograd.grad(h, list(a.values()), torch.ones_like(h))
         results[engine] = (h, grads)
-    for engine in ("onednn", "auto"):
+    for engine in ("onednn", "mkl", "auto"):
         torch.testing.assert_close(results[engine][0], results["blas"][0], rtol=1e-5, atol=1e-5)
         for g1, g2 in zip(results[engine][1], results["blas"][1]):
             torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)

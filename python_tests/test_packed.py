@@ -35,7 +35,7 @@ def _pack(t, index):
     return t.reshape(N * T, *t.shape[2:])[index]
 
 
-@pytest.fixture(params=["auto", "blas", "onednn"])
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl"])
 def backend(request):
     with ops.gemm_backend(request.param):
         yield request.param
