@@ -784,3 +784,64 @@ def gemm_engine_choices() -> dict[str, dict]:
         out[key] = {"engine": engine, "calibration_ms": ms,
                     "trial_ms": {t.split(":")[0]: float(t.split(":")[1]) for t in trials}}
     return out
+
+
+def _machine_key() -> str:
+    """CPU model, thread count and torch version: what an engine choice depends on."""
+    model = "unknown-cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        import platform
+        model = platform.processor() or platform.machine()
+    return f"{model} | threads {torch.get_num_threads()} | torch {torch.__version__}"
+
+
+def _engine_cache_path(path) -> "os.PathLike":
+    import os
+    from pathlib import Path
+    if path is not None:
+        return Path(path)
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "a3ext" / "gemm_engines.json"
+
+
+def save_gemm_engine_choices(path=None) -> None:
+    """Store this process's measured engine choices on disk (default
+    ``~/.cache/a3ext/gemm_engines.json``), keyed by CPU model, threads and torch
+    version, so that later processes on the same kind of machine skip the trials."""
+    import json
+    import os
+    p = _engine_cache_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        data = {}
+    entry = data.setdefault(_machine_key(), {})
+    entry.update({k: v["engine"] for k, v in gemm_engine_choices().items()})
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, p)
+
+
+def load_gemm_engine_choices(path=None) -> int:
+    """Adopt the engine choices stored for this machine (CPU model, threads, torch
+    version) by :func:`save_gemm_engine_choices`; returns how many were loaded.
+    A missing or unreadable file loads nothing."""
+    import json
+    try:
+        data = json.loads(_engine_cache_path(path).read_text())
+    except (OSError, ValueError):
+        return 0
+    entry = data.get(_machine_key(), {}) if isinstance(data, dict) else {}
+    n = 0
+    for key, engine in entry.items():
+        if isinstance(engine, str) and engine in gemm_engines():
+            _ops._set_gemm_engine_choice(key, engine)
+            n += 1
+    return n
