@@ -128,6 +128,19 @@ std::vector<Engine> rnn_candidates(at::ScalarType dtype, int64_t D, int64_t H) {
 // Rows per fused block of the forward time loop (A3EXT_ROW_BLOCK; 0 = all rows
 // of a thread): each block's recurrent GEMM is followed at once by its
 // pointwise pass while the block's gates are in cache.
+// MKL engine schedule: 0 = the BLAS schedule (rows split across threads for the
+// whole sequence, single-threaded packed GEMMs), 1 = one multi-threaded packed
+// GEMM per step on the whole batch (MKL splits the columns, so each core keeps
+// its share of the packed weight in its own cache), then the pointwise pass in
+// parallel over rows. A3EXT_MKL_SCHEDULE=rows|batch (measurement aid).
+int mkl_schedule() {
+  static const int v = [] {
+    const char* e = std::getenv("A3EXT_MKL_SCHEDULE");
+    return e != nullptr && std::string(e) == "rows" ? 0 : 1;
+  }();
+  return v;
+}
+
 int64_t row_block() {
   static const int64_t rb = [] {
     const char* v = std::getenv("A3EXT_ROW_BLOCK");
@@ -248,6 +261,17 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
   if constexpr (std::is_same_v<T, float>) {
     if (engine == Engine::Mkl && H > 0 && GH > 0) {
       const PackedB packed(ptr<T>(Wh), H, GH, GH, /*trans=*/false, l.steps() > 0 ? l.count[0] : 1);
+      if (mkl_schedule() == 1) {
+        const T* h0p = ptr<T>(h0);
+        for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+          const int64_t n = l.count[t];
+          const T* prev = t == 0 ? h0p : h + l.row(t - 1, 0) * H;
+          packed.gemm(n, prev, t == 0 ? H : l.stride * H, 1.f, pre + l.row(t, 0) * GH, l.stride * GH);
+          at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false),
+                           [&](int64_t n0, int64_t n1) { pointwise(n0, n1 - n0, t, nullptr, 0); });
+        }
+        return;
+      }
       run([&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
         packed.gemm(rows, prev, ldp, 1.f, out, ldo);
       });
@@ -315,6 +339,23 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
   if constexpr (std::is_same_v<T, float>) {
     if (engine == Engine::Mkl && H > 0 && GH > 0) {
       const PackedB packedT(ptr<T>(Wh), GH, H, GH, /*trans=*/true, l.steps() > 0 ? l.count[0] : 1);
+      if (mkl_schedule() == 1) {
+        std::vector<T> rec(static_cast<size_t>((l.steps() > 0 ? l.count[0] : 0) * H));
+        int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
+        for (int64_t t = l.steps() - 1; t >= 0; --t) {
+          const int64_t n = l.count[t];
+          if (n == 0) continue;
+          at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
+            const int64_t mid = std::clamp(rec_rows, n0, n1);
+            if (mid > n0) pointwise(n0, mid - n0, t, rec.data() + n0 * H);
+            if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
+          });
+          packedT.gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, 0.f, rec.data(), H);
+          rec_rows = n;
+        }
+        std::copy(rec.begin(), rec.begin() + rec_rows * H, dh0p);
+        return;
+      }
       run([&](int64_t rows, const T* d, int64_t ld, T* out) { packedT.gemm(rows, d, ld, 0.f, out, H); });
       return;
     }
