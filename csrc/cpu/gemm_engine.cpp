@@ -61,7 +61,7 @@ int64_t size_class(int64_t n) {
 }
 
 Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
-                     const std::function<void(Engine)>& trial, int rounds) {
+                     const std::function<void(Engine, bool)>& trial, int rounds) {
   auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
   const int backend = g_gemm_backend.load();
   if (backend != 0) {
@@ -85,11 +85,11 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   // page faults), then `rounds` interleaved timed runs; the minimum counts.
   const double t0 = now();
   std::vector<double> best(candidates.size(), 1e30);
-  for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i]);
+  for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
   for (int r = 0; r < rounds; ++r) {
     for (size_t i = 0; i < candidates.size(); ++i) {
       const double s = now();
-      trial(candidates[i]);
+      trial(candidates[i], false);
       best[i] = std::min(best[i], now() - s);
     }
   }

@@ -71,11 +71,13 @@ const char* engine_name(Engine e);
 // if it is a candidate; oneDNN / MKL forced for float32 work but unavailable in
 // this torch is an error; otherwise (float64 on oneDNN, say) Blas. Auto mode:
 // the engine measured fastest for `key` (the op, dtype and shape class); on the
-// first call with that key every candidate is timed by `trial(engine)` (one
-// untimed run, then `rounds` timed runs each, interleaved; the minimum counts).
+// first call with that key every candidate is timed by `trial(engine, false)`
+// after one untimed `trial(engine, true)` (which may be a smaller problem that
+// only pays the first-use costs), `rounds` timed runs each, interleaved; the
+// minimum counts.
 Engine select_engine(const std::string& key, at::ScalarType dtype,
-                     const std::vector<Engine>& candidates, const std::function<void(Engine)>& trial,
-                     int rounds = 2);
+                     const std::vector<Engine>& candidates,
+                     const std::function<void(Engine, bool)>& trial, int rounds = 2);
 
 // Whether the forced engine (not auto) is e.
 bool engine_forced(Engine e);

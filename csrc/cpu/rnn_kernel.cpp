@@ -494,8 +494,9 @@ struct Lstm {
 // ---------------------------------------------------------------------------
 // The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
 // fastest for this shape class, calibrated on its first call by running the
-// kernel itself with each engine on synthetic data of the real batch and sizes
-// and a few time steps (chosen to keep the whole calibration near 10-40 ms);
+// kernel itself with each engine on synthetic data of the real sizes, the batch
+// capped at 64 rows, and a few time steps (one for the untimed first run), to
+// keep the whole calibration near 10-50 ms on 2 cores;
 // keyed by cell, pass, dtype, batch rounded up to a power of two, steps (one or
 // many: step ops such as lstm_step pay the packing on every call), D and H.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
@@ -503,7 +504,8 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   const std::vector<Engine> candidates =
       B > 0 && T > 0 ? rnn_candidates(dtype, D, H) : std::vector<Engine>{Engine::Blas};
   const int64_t G = (lstm ? 4 : 1) * H;
-  const double step_flops = 2.0 * B * (D + H) * G * (backward ? 3 : 1);
+  const int64_t Bc = std::min<int64_t>(B, 64);
+  const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1);
   const int64_t Tc = T <= 1 ? 1
                             : std::clamp<int64_t>(static_cast<int64_t>(3e8 / std::max(1.0, step_flops)), 2,
                                                   std::min<int64_t>(T, 8));
@@ -513,16 +515,19 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
                           (T <= 1 ? " T1" : " T*") + " D" + std::to_string(D) + " H" + std::to_string(H);
   // synthetic inputs, made on the first (untimed) trial run, from a private generator
   std::vector<Tensor> in;
-  auto trial = [&](Engine e) {
+  auto trial = [&](Engine e, bool warmup) {
     if (in.empty()) {
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
       const auto o = at::TensorOptions().dtype(dtype);
       auto r = [&](at::IntArrayRef s, double a) { return at::empty(s, o).uniform_(-a, a, gen); };
       // x, h0, c0, Wx, Wh, b, then h, c, gates, dh (for the backward)
-      in = {r({B * Tc, D}, 1.0), r({B, H}, 0.5), r({B, H}, 0.5), r({D, G}, 0.05), r({H, G}, 0.05), r({G}, 0.1),
-            r({B * Tc, H}, 0.5), r({B * Tc, H}, 0.5), r({B * Tc, G}, 0.5), r({B * Tc, H}, 1.0)};
+      in = {r({Bc * Tc, D}, 1.0), r({Bc, H}, 0.5), r({Bc, H}, 0.5), r({D, G}, 0.05), r({H, G}, 0.05),
+            r({G}, 0.1), r({Bc * Tc, H}, 0.5), r({Bc * Tc, H}, 0.5), r({Bc * Tc, G}, 0.5), r({Bc * Tc, H}, 1.0)};
     }
-    const SeqLayout l = SeqLayout::padded(B, Tc);
+    // (N, T) rows in batch-major order: the first time step of every sequence is
+    // the first row of each block of Tc, so a one-step warm-up uses stride Tc
+    SeqLayout l = SeqLayout::padded(Bc, Tc);
+    if (warmup) l = SeqLayout{{0}, {Bc}, Tc};
     if (lstm && !backward) Lstm::forward(in[0], in[1], in[2], in[3], in[4], in[5], l, e);
     if (lstm && backward)
       Lstm::backward(in[9], Tensor(), in[0], in[1], in[2], in[3], in[4], in[6], in[7], in[8], l, e);
