@@ -755,7 +755,9 @@ def gemm_backend(name: str) -> Iterator[None]:
     across threads for the whole sequence); ``"onednn"``: oneDNN's GEMM (float32;
     float64 runs BLAS); ``"mkl"``: MKL's packed GEMM with the recurrent weights
     packed once per call (float32; float64 runs BLAS) and MKL's SYRK for the Gram
-    forward (float32 and float64). Forcing an engine this torch lacks
+    forward (float32 and float64); ``"blas_batch"``: BLAS as one multi-threaded
+    GEMM per time step on the whole batch (time-loop ops; the Gram op runs
+    ``"blas"``). Forcing an engine this torch lacks
     (:func:`gemm_engines`) raises for float32 work. Results agree to rounding.
     """
     previous = _ops._set_gemm_backend(name)

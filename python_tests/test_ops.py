@@ -43,7 +43,7 @@ def np64(t):
     return t.detach().to(torch.float64).numpy()
 
 
-@pytest.fixture(params=["auto", "blas", "onednn", "mkl"])
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
 def backend(request):
     """Every correctness test runs under each GEMM engine of the time loops."""
     if request.param != "auto" and request.param not in ops.gemm_engines():
@@ -267,7 +267,7 @@ def test_gemm_backend_selection():
     with ops.gemm_backend("blas"):
         assert torch.ops.a3ext._set_gemm_backend("blas") == "blas"
     assert torch.ops.a3ext._set_gemm_backend("auto") == "auto"
-    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl'"):
+    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch'"):
         with ops.gemm_backend("cuda"):
             pass
 
@@ -279,7 +279,7 @@ def test_engines_agree_on_a_large_float32_problem(cell):
     a = make_inputs(24, 5, 48, 160, G, torch.float32, requires_grad=True, scale=0.2)
     fn = ops.lstm if cell == "lstm" else ops.rnn
     results = {}
-    engines = [e for e in ("blas", "onednn", "mkl", "auto") if e == "auto" or e in ops.gemm_engines()]
+    engines = [e for e in ("blas", "onednn", "mkl", "blas_batch", "auto") if e == "auto" or e in ops.gemm_engines()]
     for engine in engines:
         with ops.gemm_backend(engine):
             h = fn(**a)

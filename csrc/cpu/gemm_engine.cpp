@@ -14,8 +14,8 @@
 namespace a3ext::cpu {
 namespace {
 std::atomic<int> g_gemm_backend{0};  // index into kBackendNames
-constexpr const char* kBackendNames[] = {"auto", "blas", "onednn", "mkl"};
-constexpr int kBackends = 4;
+constexpr const char* kBackendNames[] = {"auto", "blas", "onednn", "mkl", "blas_batch"};
+constexpr int kBackends = 5;
 
 struct Choice {
   Engine engine;
@@ -35,13 +35,15 @@ const char* engine_name(Engine e) {
     case Engine::Blas: return "blas";
     case Engine::OneDnn: return "onednn";
     case Engine::Mkl: return "mkl";
+    case Engine::BlasBatch: return "blas_batch";
   }
   return "?";
 }
 
 bool use_onednn_gemm(at::ScalarType dtype, bool worth_it) {
   const int backend = g_gemm_backend.load();
-  if (backend == 1 || backend == 3 || dtype != at::kFloat) return false;
+  if (backend != 0 && backend != 2) return false;
+  if (dtype != at::kFloat) return false;
   const bool available = OneDnnLinear::get().available();
   if (backend == 2) {
     TORCH_CHECK(available,
@@ -107,7 +109,7 @@ std::string set_gemm_backend(const std::string& backend) {
     if (backend == kBackendNames[i]) return kBackendNames[g_gemm_backend.exchange(i)];
   }
   TORCH_CHECK_VALUE(false, "a3ext: unknown GEMM backend '", backend,
-                    "'; expected one of 'auto', 'blas', 'onednn', 'mkl'");
+                    "'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch'");
 }
 
 namespace {
@@ -130,7 +132,7 @@ void set_engine_choice(const std::string& key, const std::string& engine) {
     g_choices.erase(key);
     return;
   }
-  for (Engine e : {Engine::Blas, Engine::OneDnn, Engine::Mkl}) {
+  for (Engine e : {Engine::Blas, Engine::OneDnn, Engine::Mkl, Engine::BlasBatch}) {
     if (engine == engine_name(e)) {
       g_choices[key] = Choice{e, {}, 0.0};
       return;
@@ -149,7 +151,7 @@ std::string available_engines() {
   std::string s = "blas";
   if (OneDnnLinear::get().available()) s += ",onednn";
   if (mkl_api().has_packed_sgemm() || mkl_api().has_syrk<float>()) s += ",mkl";
-  return s;
+  return s + ",blas_batch";
 }
 }  // namespace
 

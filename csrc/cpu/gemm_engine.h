@@ -6,6 +6,9 @@
 // onednn float32 only: oneDNN's GEMM (what torch.nn.LSTM and torch's linear
 //        layers run on CPU), called through the dispatcher as
 //        mkldnn::_linear_pointwise.
+// blas_batch  the same BLAS, scheduled as one multi-threaded GEMM per time step
+//        on the whole batch (the BLAS splits it; the pointwise pass runs
+//        parallel over rows), for the time-loop ops; float32 and float64.
 // mkl    MKL-specific routines found at run time (mkl_dl.h): the recurrent
 //        weights packed once per call (cblas_sgemm_pack, float32; float64 has
 //        no packed dgemm and runs the blas engine) and MKL's SYRK for the Gram
@@ -63,7 +66,7 @@ class OneDnnLinear {
 // (Only the Gram backward still decides this way.)
 bool use_onednn_gemm(at::ScalarType dtype, bool worth_it);
 
-enum class Engine : int { Blas = 0, OneDnn = 1, Mkl = 2 };
+enum class Engine : int { Blas = 0, OneDnn = 1, Mkl = 2, BlasBatch = 3 };
 const char* engine_name(Engine e);
 
 // The engine of one op call. `candidates`: the engines this op can run for this

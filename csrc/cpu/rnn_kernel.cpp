@@ -118,7 +118,9 @@ T* mptr(Tensor& t) {
 // The engines that can run a layer with input width D and hidden size H.
 std::vector<Engine> rnn_candidates(at::ScalarType dtype, int64_t D, int64_t H) {
   std::vector<Engine> c{Engine::Blas};
-  if (dtype != at::kFloat || H == 0) return c;
+  if (H == 0) return c;
+  c.push_back(Engine::BlasBatch);
+  if (dtype != at::kFloat) return c;
   // oneDNN has no primitive for empty GEMMs
   if (D > 0 && OneDnnLinear::get().available()) c.push_back(Engine::OneDnn);
   if (mkl_api().has_packed_sgemm()) c.push_back(Engine::Mkl);
@@ -258,30 +260,41 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
       }
     });
   };
+  // One multi-threaded GEMM per step on the whole batch, then the pointwise
+  // pass in parallel over rows.
+  auto run_batch = [&](const auto& step_gemm) {
+    const T* h0p = ptr<T>(h0);
+    for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+      const int64_t n = l.count[t];
+      const T* prev = t == 0 ? h0p : h + l.row(t - 1, 0) * H;
+      step_gemm(n, prev, t == 0 ? H : l.stride * H, pre + l.row(t, 0) * GH, l.stride * GH);
+      at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false),
+                       [&](int64_t n0, int64_t n1) { pointwise(n0, n1 - n0, t, nullptr, 0); });
+    }
+  };
   if constexpr (std::is_same_v<T, float>) {
     if (engine == Engine::Mkl && H > 0 && GH > 0) {
       const PackedB packed(ptr<T>(Wh), H, GH, GH, /*trans=*/false, l.steps() > 0 ? l.count[0] : 1);
+      auto step_gemm = [&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
+        packed.gemm(rows, prev, ldp, 1.f, out, ldo);
+      };
       if (mkl_schedule() == 1) {
-        const T* h0p = ptr<T>(h0);
-        for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
-          const int64_t n = l.count[t];
-          const T* prev = t == 0 ? h0p : h + l.row(t - 1, 0) * H;
-          packed.gemm(n, prev, t == 0 ? H : l.stride * H, 1.f, pre + l.row(t, 0) * GH, l.stride * GH);
-          at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false),
-                           [&](int64_t n0, int64_t n1) { pointwise(n0, n1 - n0, t, nullptr, 0); });
-        }
+        run_batch(step_gemm);
         return;
       }
-      run([&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
-        packed.gemm(rows, prev, ldp, 1.f, out, ldo);
-      });
+      run(step_gemm);
       return;
     }
   }
   const T* whp = ptr<T>(Wh);
-  run([&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
+  auto step_gemm = [&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
     gemm<T>(false, false, rows, GH, H, T(1), prev, ldp, whp, GH, T(1), out, ldo);
-  });
+  };
+  if (engine == Engine::BlasBatch) {
+    run_batch(step_gemm);
+    return;
+  }
+  run(step_gemm);
 }
 
 // Backward time loop shared by the RNN and the LSTM and by both layouts.
@@ -336,10 +349,9 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
       }
     });
   };
-  if constexpr (std::is_same_v<T, float>) {
-    if (engine == Engine::Mkl && H > 0 && GH > 0) {
-      const PackedB packedT(ptr<T>(Wh), GH, H, GH, /*trans=*/true, l.steps() > 0 ? l.count[0] : 1);
-      if (mkl_schedule() == 1) {
+  // One multi-threaded dh GEMM per step on the whole batch, after the pointwise
+  // pass in parallel over rows.
+  auto run_batch = [&](const auto& step_gemm) {
         std::vector<T> rec(static_cast<size_t>((l.steps() > 0 ? l.count[0] : 0) * H));
         int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
         for (int64_t t = l.steps() - 1; t >= 0; --t) {
@@ -350,20 +362,30 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
             if (mid > n0) pointwise(n0, mid - n0, t, rec.data() + n0 * H);
             if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
           });
-          packedT.gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, 0.f, rec.data(), H);
+          step_gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, rec.data());
           rec_rows = n;
         }
         std::copy(rec.begin(), rec.begin() + rec_rows * H, dh0p);
-        return;
-      }
-      run([&](int64_t rows, const T* d, int64_t ld, T* out) { packedT.gemm(rows, d, ld, 0.f, out, H); });
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (engine == Engine::Mkl && H > 0 && GH > 0) {
+      const PackedB packedT(ptr<T>(Wh), GH, H, GH, /*trans=*/true, l.steps() > 0 ? l.count[0] : 1);
+      auto step_gemm = [&](int64_t rows, const T* d, int64_t ld, T* out) { packedT.gemm(rows, d, ld, 0.f, out, H); };
+      if (mkl_schedule() == 1)
+        run_batch(step_gemm);
+      else
+        run(step_gemm);
       return;
     }
   }
   const T* whp = ptr<T>(Wh);
-  run([&](int64_t rows, const T* d, int64_t ld, T* out) {
+  auto step_gemm = [&](int64_t rows, const T* d, int64_t ld, T* out) {
     gemm<T>(false, true, rows, H, GH, T(1), d, ld, whp, GH, T(0), out, H);
-  });
+  };
+  if (engine == Engine::BlasBatch)
+    run_batch(step_gemm);
+  else
+    run(step_gemm);
 }
 
 // dW (K, G) = a (N*T, K)^T @ dpre (N*T, G), the weight gradient of a whole sequence.
