@@ -352,20 +352,20 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
   // One multi-threaded dh GEMM per step on the whole batch, after the pointwise
   // pass in parallel over rows.
   auto run_batch = [&](const auto& step_gemm) {
-        std::vector<T> rec(static_cast<size_t>((l.steps() > 0 ? l.count[0] : 0) * H));
-        int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
-        for (int64_t t = l.steps() - 1; t >= 0; --t) {
-          const int64_t n = l.count[t];
-          if (n == 0) continue;
-          at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
-            const int64_t mid = std::clamp(rec_rows, n0, n1);
-            if (mid > n0) pointwise(n0, mid - n0, t, rec.data() + n0 * H);
-            if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
-          });
-          step_gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, rec.data());
-          rec_rows = n;
-        }
-        std::copy(rec.begin(), rec.begin() + rec_rows * H, dh0p);
+    std::vector<T> rec(static_cast<size_t>((l.steps() > 0 ? l.count[0] : 0) * H));
+    int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
+    for (int64_t t = l.steps() - 1; t >= 0; --t) {
+      const int64_t n = l.count[t];
+      if (n == 0) continue;
+      at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
+        const int64_t mid = std::clamp(rec_rows, n0, n1);
+        if (mid > n0) pointwise(n0, mid - n0, t, rec.data() + n0 * H);
+        if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
+      });
+      step_gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, rec.data());
+      rec_rows = n;
+    }
+    std::copy(rec.begin(), rec.begin() + rec_rows * H, dh0p);
   };
   if constexpr (std::is_same_v<T, float>) {
     if (engine == Engine::Mkl && H > 0 && GH > 0) {
