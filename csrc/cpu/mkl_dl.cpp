@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "blas.h"
 
@@ -30,6 +32,29 @@ MklApi resolve() {
   return api;
 }
 
+std::mutex g_pool_mutex;
+std::vector<at::Tensor> g_pool;  // free packing buffers
+constexpr size_t kPoolMax = 8;
+
+at::Tensor take_buffer(int64_t elems) {
+  {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    for (size_t i = 0; i < g_pool.size(); ++i) {
+      if (g_pool[i].numel() >= elems) {
+        at::Tensor t = std::move(g_pool[i]);
+        g_pool.erase(g_pool.begin() + static_cast<std::ptrdiff_t>(i));
+        return t;
+      }
+    }
+  }
+  return at::empty({elems}, at::kFloat);
+}
+
+void give_back(at::Tensor t) {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  if (g_pool.size() < kPoolMax) g_pool.push_back(std::move(t));
+}
+
 }  // namespace
 
 const MklApi& mkl_api() {
@@ -43,9 +68,13 @@ PackedB::PackedB(const float* W, int64_t K, int64_t N, int64_t ld, bool trans, i
   TORCH_INTERNAL_ASSERT(api.has_packed_sgemm(), "a3ext: MKL's packed GEMM is not available");
   const int m = blas_int(std::max<int64_t>(1, rows_hint)), n = blas_int(N), k = blas_int(K);
   const size_t bytes = api.pack_get_size(kCblasBMatrix, m, n, k);
-  buffer_ = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 16}, at::kFloat);
+  buffer_ = take_buffer(static_cast<int64_t>(bytes / sizeof(float)) + 16);
   api.pack(kCblasRowMajor, kCblasBMatrix, trans ? kCblasTrans : kCblasNoTrans, m, n, k, 1.0f, W,
            blas_int(ld), buffer_.mutable_data_ptr<float>());
+}
+
+PackedB::~PackedB() {
+  if (buffer_.defined()) give_back(std::move(buffer_));
 }
 
 void PackedB::gemm(int64_t M, const float* A, int64_t lda, float beta, float* C, int64_t ldc) const {

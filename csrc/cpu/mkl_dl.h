@@ -67,6 +67,9 @@ class PackedB {
  public:
   // trans = false: W is (K, N); trans = true: W is (N, K) and B = W^T.
   PackedB(const float* W, int64_t K, int64_t N, int64_t ld, bool trans, int64_t rows_hint);
+  ~PackedB();
+  PackedB(const PackedB&) = delete;
+  PackedB& operator=(const PackedB&) = delete;
   // C (M x N, row stride ldc) = A (M x K, row stride lda) @ B + beta * C.
   void gemm(int64_t M, const float* A, int64_t lda, float beta, float* C, int64_t ldc) const;
   int64_t K() const { return K_; }
@@ -74,7 +77,11 @@ class PackedB {
 
  private:
   int64_t K_, N_;
-  at::Tensor buffer_;  // the packed copy (torch's allocator: 64-byte aligned)
+  // The packed copy (torch's allocator: 64-byte aligned), taken from and given
+  // back to a small process-wide pool: MKL asks for several MB (far more than
+  // it writes), and fresh pages on every call cost about a millisecond of page
+  // faults per weight.
+  at::Tensor buffer_;
 };
 
 // C (n x n, row-major, row stride ldc), upper triangle only (j >= i) =

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <string>
@@ -134,11 +135,17 @@ std::vector<Engine> rnn_candidates(at::ScalarType dtype, int64_t D, int64_t H) {
 // whole sequence, single-threaded packed GEMMs), 1 = one multi-threaded packed
 // GEMM per step on the whole batch (MKL splits the columns, so each core keeps
 // its share of the packed weight in its own cache), then the pointwise pass in
-// parallel over rows. A3EXT_MKL_SCHEDULE=rows|batch (measurement aid).
+// parallel over rows; 2 = the hidden units split across threads (forward only):
+// each thread packs and keeps its own column blocks of Wh (its units' i, f, o,
+// g columns) and per step runs their GEMMs on the whole batch and at once the
+// pointwise pass of its units, one parallel region per step.
+// A3EXT_MKL_SCHEDULE=rows|batch|cols (measurement aid).
 int mkl_schedule() {
   static const int v = [] {
     const char* e = std::getenv("A3EXT_MKL_SCHEDULE");
-    return e != nullptr && std::string(e) == "rows" ? 0 : 1;
+    if (e == nullptr) return 1;
+    const std::string s(e);
+    return s == "rows" ? 0 : s == "cols" ? 2 : 1;
   }();
   return v;
 }
@@ -232,7 +239,7 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
       const Tensor rec = OneDnnLinear::get()(prev, WhT, std::nullopt);
       const T* rp = rec.const_data_ptr<T>();
       at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
-        pointwise(n0, n1 - n0, t, rp + n0 * GH, GH);
+        pointwise(n0, n1 - n0, t, rp + n0 * GH, GH, 0, H);
       });
     }
     return;
@@ -254,7 +261,7 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
             const int64_t r = std::min(block, rows - r0);
             const T* prev = t == 0 ? h0p + (n0 + r0) * H : h + l.row(t - 1, n0 + r0) * H;
             step_gemm(r, prev, t == 0 ? H : l.stride * H, pre + l.row(t, n0 + r0) * GH, l.stride * GH);
-            pointwise(n0 + r0, r, t, nullptr, 0);
+            pointwise(n0 + r0, r, t, nullptr, 0, 0, H);
           }
         }
       }
@@ -269,7 +276,38 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
       const T* prev = t == 0 ? h0p : h + l.row(t - 1, 0) * H;
       step_gemm(n, prev, t == 0 ? H : l.stride * H, pre + l.row(t, 0) * GH, l.stride * GH);
       at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false),
-                       [&](int64_t n0, int64_t n1) { pointwise(n0, n1 - n0, t, nullptr, 0); });
+                       [&](int64_t n0, int64_t n1) { pointwise(n0, n1 - n0, t, nullptr, 0, 0, H); });
+    }
+  };
+  // Hidden units split across threads (float32, MKL): see mkl_schedule().
+  // (generic: instantiated for float only; out, hs, h0s are pre, h, h0's data)
+  auto run_cols = [&](const auto* whp, auto* out, const auto* hs, const auto* h0s) {
+    const int64_t gpu = gates_per_unit(H, GH);
+    const int64_t P = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (H + 15) / 16));
+    std::vector<int64_t> ub{0};  // unit block bounds, multiples of 16
+    for (int64_t k = 1; k < P; ++k) ub.push_back(std::min(H, (k * H / P + 15) / 16 * 16));
+    ub.push_back(H);
+    const int64_t nb = static_cast<int64_t>(ub.size()) - 1;
+    const int64_t nmax = l.steps() > 0 ? l.count[0] : 1;
+    std::vector<std::unique_ptr<PackedB>> packs(nb * gpu);
+    at::parallel_for(0, nb, 1, [&](int64_t k0, int64_t k1) {  // each thread packs its own blocks
+      for (int64_t k = k0; k < k1; ++k)
+        for (int64_t g = 0; g < gpu; ++g)
+          if (ub[k + 1] > ub[k])
+            packs[k * gpu + g] = std::make_unique<PackedB>(whp + g * H + ub[k], H, ub[k + 1] - ub[k], GH, false, nmax);
+    });
+    for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+      const int64_t n = l.count[t];
+      const auto* prev = t == 0 ? h0s : hs + l.row(t - 1, 0) * H;
+      const int64_t ldp = t == 0 ? H : l.stride * H;
+      at::parallel_for(0, nb, 1, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          if (ub[k + 1] == ub[k]) continue;
+          for (int64_t g = 0; g < gpu; ++g)
+            packs[k * gpu + g]->gemm(n, prev, ldp, 1.f, out + l.row(t, 0) * GH + g * H + ub[k], l.stride * GH);
+          pointwise(0, n, t, nullptr, 0, ub[k], ub[k + 1] - ub[k]);
+        }
+      });
     }
   };
   if constexpr (std::is_same_v<T, float>) {
@@ -280,6 +318,10 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
       };
       if (mkl_schedule() == 1) {
         run_batch(step_gemm);
+        return;
+      }
+      if (mkl_schedule() == 2) {
+        run_cols(ptr<T>(Wh), pre, h, ptr<T>(h0));
         return;
       }
       run(step_gemm);
@@ -422,8 +464,10 @@ struct Rnn {
       const auto& k = rnn_pointwise_kernels<T>();
       T* hp = mptr<T>(h);
       forward_time_loop<T>(engine, h0, Wh, hp, hp, l,
-                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-                             k.rnn_forward(rows, H, hp + l.row(t, n0) * H, l.stride * H, add, add_ld);
+                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld, int64_t u0,
+                               int64_t J) {
+                             k.rnn_forward(rows, J, hp + l.row(t, n0) * H + u0, l.stride * H,
+                                           add == nullptr ? nullptr : add + u0, add_ld);
                            });
     });
     return h;
@@ -470,11 +514,13 @@ struct Lstm {
       const T* c0p = ptr<T>(c0);
       const int64_t ld = l.stride * H;
       forward_time_loop<T>(engine, h0, Wh, gp, hp, l,
-                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-                             const T* cprev = t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H;
+                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld, int64_t u0,
+                               int64_t J) {
+                             const T* cprev = (t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H) + u0;
                              const int64_t row = l.row(t, n0);
-                             k.lstm_forward(rows, H, gp + row * G, l.stride * G, add, add_ld, cprev,
-                                            t == 0 ? H : ld, cp + row * H, ld, hp + row * H, ld);
+                             k.lstm_forward(rows, J, H, gp + row * G + u0, l.stride * G,
+                                            add == nullptr ? nullptr : add + u0, add_ld, cprev, t == 0 ? H : ld,
+                                            cp + row * H + u0, ld, hp + row * H + u0, ld);
                            });
     });
     return {h, c, gates};
