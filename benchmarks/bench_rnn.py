@@ -159,7 +159,7 @@ def auto_engine(cell, dname, N, T, D, H, backward) -> str:
     cls = 1 << max(0, (N - 1).bit_length())
     out = []
     for p in ("fwd", "bwd") if backward else ("fwd",):
-        key = f"{cell}_{p} {'Float' if dname == 'float32' else 'Double'} N{cls} {'T1' if T <= 1 else 'T*'} D{D} H{H}"
+        key = f"{cell}_{p} {'Float' if dname == 'float32' else 'Double'} N{cls} T{1 << max(0, (T - 1).bit_length())} D{D} H{H}"
         out.append(choices.get(key, {}).get("engine", "blas"))
     return "/".join(out)
 

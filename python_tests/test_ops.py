@@ -225,18 +225,18 @@ def test_gemm_engines_are_listed_and_auto_records_its_choice():
     with ops.gemm_backend("auto"):
         ops.lstm(**a)
     choices = ops.gemm_engine_choices()
-    key = "lstm_fwd Float N8 T* D16 H32"
+    key = "lstm_fwd Float N8 T4 D16 H32"
     if len(ops.gemm_engines()) > 1:
         assert choices[key]["engine"] in ops.gemm_engines()
         assert set(choices[key]["trial_ms"]) <= set(ops.gemm_engines())
 
 
 def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
-    torch.ops.a3ext._set_gemm_engine_choice("rnn_fwd Float N4 T* D3 H5", "blas")
+    torch.ops.a3ext._set_gemm_engine_choice("rnn_fwd Float N4 T4 D3 H5", "blas")
     ops.save_gemm_engine_choices(tmp_path / "engines.json")
     torch.ops.a3ext._clear_gemm_engine_choices()
     assert ops.load_gemm_engine_choices(tmp_path / "engines.json") >= 1
-    assert ops.gemm_engine_choices()["rnn_fwd Float N4 T* D3 H5"]["engine"] == "blas"
+    assert ops.gemm_engine_choices()["rnn_fwd Float N4 T4 D3 H5"]["engine"] == "blas"
     assert ops.load_gemm_engine_choices(tmp_path / "missing.json") == 0
 
 

@@ -63,7 +63,7 @@ int64_t size_class(int64_t n) {
 }
 
 Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
-                     const std::function<void(Engine, bool)>& trial, int rounds) {
+                     const std::function<double(Engine, bool)>& trial, int rounds) {
   auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
   const int backend = g_gemm_backend.load();
   if (backend != 0) {
@@ -89,11 +89,7 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   std::vector<double> best(candidates.size(), 1e30);
   for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
   for (int r = 0; r < rounds; ++r) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      const double s = now();
-      trial(candidates[i], false);
-      best[i] = std::min(best[i], now() - s);
-    }
+    for (size_t i = 0; i < candidates.size(); ++i) best[i] = std::min(best[i], trial(candidates[i], false));
   }
   size_t win = 0;
   for (size_t i = 1; i < candidates.size(); ++i)
@@ -102,6 +98,12 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   for (size_t i = 0; i < candidates.size(); ++i) c.seconds.emplace_back(candidates[i], best[i]);
   g_choices[key] = c;
   return c.engine;
+}
+
+double seconds_of(const std::function<void()>& f) {
+  const double s = now();
+  f();
+  return now() - s;
 }
 
 std::string set_gemm_backend(const std::string& backend) {

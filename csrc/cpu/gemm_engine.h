@@ -74,13 +74,16 @@ const char* engine_name(Engine e);
 // if it is a candidate; oneDNN / MKL forced for float32 work but unavailable in
 // this torch is an error; otherwise (float64 on oneDNN, say) Blas. Auto mode:
 // the engine measured fastest for `key` (the op, dtype and shape class); on the
-// first call with that key every candidate is timed by `trial(engine, false)`
-// after one untimed `trial(engine, true)` (which may be a smaller problem that
-// only pays the first-use costs), `rounds` timed runs each, interleaved; the
-// minimum counts.
+// first call with that key every candidate runs one untimed `trial(engine,
+// true)` (first-use costs), then `rounds` of `trial(engine, false)`, which
+// measures and returns the seconds the real call would take, interleaved; the
+// minimum over rounds counts.
 Engine select_engine(const std::string& key, at::ScalarType dtype,
                      const std::vector<Engine>& candidates,
-                     const std::function<void(Engine, bool)>& trial, int rounds = 2);
+                     const std::function<double(Engine, bool)>& trial, int rounds = 2);
+
+// Seconds one call of f takes.
+double seconds_of(const std::function<void()>& f);
 
 // Whether the forced engine (not auto) is e.
 bool engine_forced(Engine e);

@@ -128,13 +128,13 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   const std::string key = std::string("gram_fwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
                           " M" + std::to_string(size_class(M));
   Tensor fc, Gc;  // one synthetic image of this shape, made on the first (untimed) trial run
-  auto trial = [&](Engine e, bool /*warmup*/) {
+  auto trial = [&](Engine e, bool /*warmup*/) -> double {
     if (!fc.defined()) {
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
       fc = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
       Gc = at::empty({1, C, C}, f.options());
     }
-    gram_into(fc, Gc, s, e);
+    return seconds_of([&] { gram_into(fc, Gc, s, e); });
   };
   const double flops = 2.0 * C * C * M;
   gram_into(f, G, s, select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3));

@@ -563,10 +563,11 @@ struct Lstm {
 // The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
 // fastest for this shape class, calibrated on its first call by running the
 // kernel itself with each engine on synthetic data of the real sizes, the batch
-// capped at 64 rows, and a few time steps (one for the untimed first run), to
-// keep the whole calibration near 10-50 ms on 2 cores;
-// keyed by cell, pass, dtype, batch rounded up to a power of two, steps (one or
-// many: step ops such as lstm_step pay the packing on every call), D and H.
+// capped at 64 rows: one step and Tc = 3..8 steps timed, the cost of the real
+// T steps extrapolated from the two (so that an engine's per-call cost, such
+// as packing the weight, counts as often as it will be paid), one untimed step
+// first; the whole calibration takes 5-50 ms on 2 cores. Keyed by cell, pass,
+// dtype, batch and steps rounded up to powers of two, D and H.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
                     int64_t H) {
   const std::vector<Engine> candidates =
@@ -575,15 +576,15 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   const int64_t Bc = std::min<int64_t>(B, 64);
   const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1);
   const int64_t Tc = T <= 1 ? 1
-                            : std::clamp<int64_t>(static_cast<int64_t>(3e8 / std::max(1.0, step_flops)), 2,
-                                                  std::min<int64_t>(T, 8));
-  const int rounds = step_flops * Tc > 6e8 ? 1 : 2;
+                            : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(3e8 / std::max(1.0, step_flops))),
+                                                std::min<int64_t>(T, 8));
+  const int rounds = step_flops * (Tc + 1) > 6e8 ? 1 : 2;
   const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
                           c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
-                          (T <= 1 ? " T1" : " T*") + " D" + std::to_string(D) + " H" + std::to_string(H);
+                          " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
   // synthetic inputs, made on the first (untimed) trial run, from a private generator
   std::vector<Tensor> in;
-  auto trial = [&](Engine e, bool warmup) {
+  auto run = [&](Engine e, int64_t steps) {
     if (in.empty()) {
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
       const auto o = at::TensorOptions().dtype(dtype);
@@ -592,18 +593,24 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
       in = {r({Bc * Tc, D}, 1.0), r({Bc, H}, 0.5), r({Bc, H}, 0.5), r({D, G}, 0.05), r({H, G}, 0.05),
             r({G}, 0.1), r({Bc * Tc, H}, 0.5), r({Bc * Tc, H}, 0.5), r({Bc * Tc, G}, 0.5), r({Bc * Tc, H}, 1.0)};
     }
-    // (N, T) rows in batch-major order: the first time step of every sequence is
-    // the first row of each block of Tc, so a one-step warm-up uses stride Tc
-    SeqLayout l = SeqLayout::padded(Bc, Tc);
-    if (warmup) l = SeqLayout{{0}, {Bc}, Tc};
-    if (lstm && !backward) Lstm::forward(in[0], in[1], in[2], in[3], in[4], in[5], l, e);
+    const SeqLayout l = SeqLayout::padded(Bc, steps);
+    auto rows = [&](const Tensor& t) { return t.narrow(0, 0, Bc * steps); };  // row buffers of `steps` steps
+    if (lstm && !backward) Lstm::forward(rows(in[0]), in[1], in[2], in[3], in[4], in[5], l, e);
     if (lstm && backward)
-      Lstm::backward(in[9], Tensor(), in[0], in[1], in[2], in[3], in[4], in[6], in[7], in[8], l, e);
-    if (!lstm && !backward) Rnn::forward(in[0], in[1], in[3].narrow(1, 0, H), in[4].narrow(1, 0, H).contiguous(),
-                                         in[5].narrow(0, 0, H), l, e);
+      Lstm::backward(rows(in[9]), Tensor(), rows(in[0]), in[1], in[2], in[3], in[4], rows(in[6]), rows(in[7]),
+                     rows(in[8]), l, e);
+    if (!lstm && !backward)
+      Rnn::forward(rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(), in[4].narrow(1, 0, H).contiguous(),
+                   in[5].narrow(0, 0, H), l, e);
     if (!lstm && backward)
-      Rnn::backward(in[9], in[0], in[1], in[3].narrow(1, 0, H).contiguous(), in[4].narrow(1, 0, H).contiguous(),
-                    in[6], l, e);
+      Rnn::backward(rows(in[9]), rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(),
+                    in[4].narrow(1, 0, H).contiguous(), rows(in[6]), l, e);
+  };
+  auto trial = [&](Engine e, bool warmup) -> double {
+    if (warmup || T <= 1) return seconds_of([&] { run(e, 1); });
+    const double t1 = seconds_of([&] { run(e, 1); });
+    const double tc = seconds_of([&] { run(e, Tc); });
+    return t1 + static_cast<double>(T - 1) * std::max(0.0, tc - t1) / static_cast<double>(Tc - 1);
   };
   return select_engine(key, dtype, candidates, trial, rounds);
 }
