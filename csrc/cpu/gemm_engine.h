@@ -17,8 +17,9 @@
 // per-step GEMM, on an Intel Xeon MKL's packed GEMM beat both others), so in
 // `auto` mode an op measures: the first call of each shape class runs a short
 // trial of every available engine on synthetic data of that shape and keeps
-// the fastest for the rest of the process (select_engine). `blas`, `onednn` and
-// `mkl` force one engine (the tests run every one; results agree to rounding).
+// the fastest for the rest of the process (select_engine). `blas`, `onednn`,
+// `mkl` and `blas_batch` force one engine (the tests run every one; results
+// agree to rounding).
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>

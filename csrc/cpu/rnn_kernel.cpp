@@ -8,17 +8,19 @@
 //  backward  the time loop only carries the recurrence (one pointwise pass and
 //            one dh GEMM per step); dx, dWx, dWh and db are whole-sequence
 //            GEMMs / reductions after the loop.
-// Three GEMM engines (gemm_engine.h), chosen per shape class by measurement in
-// `auto` mode. With BLAS the batch is split across threads
-// once for the whole time loop (one parallel region per sequence, no barrier per
+// Four GEMM engines (gemm_engine.h), chosen per shape class by measurement in
+// `auto` mode (layer_engine). With BLAS the batch is split across threads once
+// for the whole time loop (one parallel region per sequence, no barrier per
 // step): rows of different sequences never interact, so each thread runs its own
 // single-threaded BLAS calls on its rows, accumulating the recurrent term into
-// the input projection in place (beta = 1). With oneDNN (float32) each step's
-// recurrent GEMM is one oneDNN call on the whole batch whose result the fused
-// pointwise pass adds, in parallel over the batch; the input projection, dx and
-// the weight gradients are oneDNN GEMMs too. MKL (float32) runs the BLAS schedule
-// with Wh packed once per call (and Wh^T for the backward's dh GEMM), so no step
-// repacks the weight; the whole-sequence GEMMs are BLAS calls.
+// the input projection in place (beta = 1). BLAS-batch runs one multi-threaded
+// BLAS GEMM per step on the whole batch, then the pointwise pass in parallel
+// over rows. With oneDNN (float32) each step's recurrent GEMM is one oneDNN call
+// on the whole batch whose result the fused pointwise pass adds, in parallel
+// over the batch; the input projection, dx and the weight gradients are oneDNN
+// GEMMs too. MKL (float32) packs Wh once per call (and Wh^T for the backward's
+// dh GEMM) and runs the BLAS-batch schedule on the packed copy, so no step
+// repacks the weight; its whole-sequence GEMMs are BLAS calls.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
