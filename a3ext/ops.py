@@ -957,15 +957,104 @@ def cpu_isa() -> str:
 
 @contextlib.contextmanager
 def gemm_backend(name: str) -> Iterator[None]:
-    """Select the GEMM engine of the CPU time loops inside a ``with`` block.
+    """Select the GEMM engine of the CPU ops inside a ``with`` block.
 
-    ``"auto"`` (default): oneDNN's GEMM for float32 steps large enough to pay for
-    its call overhead, BLAS otherwise; ``"blas"``: always the BLAS path (batch
-    split across threads for the whole sequence); ``"onednn"``: always oneDNN
-    (float32 only; float64 always uses BLAS). Results agree to rounding.
+    ``"auto"`` (default): the engine measured fastest on this machine, per op,
+    dtype and shape class (a short trial of every available engine on the first
+    call of each class, 10-40 ms once, cached for the process; see
+    :func:`gemm_engine_choices`). ``"blas"``: the BLAS torch links (batch split
+    across threads for the whole sequence); ``"onednn"``: oneDNN's GEMM (float32;
+    float64 runs BLAS); ``"mkl"``: MKL's packed GEMM with the recurrent weights
+    packed once per call (float32; float64 runs BLAS) and MKL's SYRK for the Gram
+    forward (float32 and float64); ``"blas_batch"``: BLAS as one multi-threaded
+    GEMM per time step on the whole batch (time-loop ops; the Gram op runs
+    ``"blas"``). Forcing an engine this torch lacks
+    (:func:`gemm_engines`) raises for float32 work. Results agree to rounding.
     """
     previous = _ops._set_gemm_backend(name)
     try:
         yield
     finally:
         _ops._set_gemm_backend(previous)
+
+
+def gemm_engines() -> list[str]:
+    """The GEMM engines this torch build provides ("blas" always; "onednn" with
+    oneDNN; "mkl" when libtorch exports MKL's packed GEMM / SYRK, as on x86 wheels)."""
+    return _ops._gemm_engines().split(",")
+
+
+def gemm_engine_choices() -> dict[str, dict]:
+    """What ``auto`` chose so far in this process: ``{shape class: {"engine": name,
+    "calibration_ms": total trial time, "trial_ms": {engine: best trial time}}}``."""
+    out = {}
+    for line in _ops._gemm_engine_choices().splitlines():
+        parts = line.split(" ")
+        # key words, then engine, calibration ms, name:ms ...
+        trials = [p for p in parts if ":" in p]
+        head = parts[: len(parts) - len(trials)]
+        key, engine, ms = " ".join(head[:-2]), head[-2], float(head[-1])
+        out[key] = {"engine": engine, "calibration_ms": ms,
+                    "trial_ms": {t.split(":")[0]: float(t.split(":")[1]) for t in trials}}
+    return out
+
+
+def _machine_key() -> str:
+    """CPU model, thread count and torch version: what an engine choice depends on."""
+    model = "unknown-cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        import platform
+        model = platform.processor() or platform.machine()
+    return f"{model} | threads {torch.get_num_threads()} | torch {torch.__version__}"
+
+
+def _engine_cache_path(path) -> "os.PathLike":
+    import os
+    from pathlib import Path
+    if path is not None:
+        return Path(path)
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "a3ext" / "gemm_engines.json"
+
+
+def save_gemm_engine_choices(path=None) -> None:
+    """Store this process's measured engine choices on disk (default
+    ``~/.cache/a3ext/gemm_engines.json``), keyed by CPU model, threads and torch
+    version, so that later processes on the same kind of machine skip the trials."""
+    import json
+    import os
+    p = _engine_cache_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        data = {}
+    entry = data.setdefault(_machine_key(), {})
+    entry.update({k: v["engine"] for k, v in gemm_engine_choices().items()})
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, p)
+
+
+def load_gemm_engine_choices(path=None) -> int:
+    """Adopt the engine choices stored for this machine (CPU model, threads, torch
+    version) by :func:`save_gemm_engine_choices`; returns how many were loaded.
+    A missing or unreadable file loads nothing."""
+    import json
+    try:
+        data = json.loads(_engine_cache_path(path).read_text())
+    except (OSError, ValueError):
+        return 0
+    entry = data.get(_machine_key(), {}) if isinstance(data, dict) else {}
+    n = 0
+    for key, engine in entry.items():
+        if isinstance(engine, str) and engine in gemm_engines():
+            _ops._set_gemm_engine_choice(key, engine)
+            n += 1
+    return n

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, interleaved, print_table, write_json  # noqa: E402
+from common import cpu_model, environment, interleaved, print_table, write_json  # noqa: E402
 
 import a3ext  # noqa: E402,F401
 from a3ext.captioning.model import CaptioningRNN, greedy_reference  # noqa: E402
@@ -263,7 +263,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"threads {torch.get_num_threads()}, load average {__import__('os').getloadavg()}", flush=True)
+    print(f"cpu {cpu_model()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load average {__import__('os').getloadavg()}", flush=True)
     cells = [c for c in args.cells.split(",") if c]
     if args.overfit:
         res = overfit(args.overfit, cells)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment, interleaved, print_table, write_json  # noqa: E402
+from common import cpu_model, environment, interleaved, print_table, write_json  # noqa: E402
 
 import a3ext  # noqa: E402,F401
 from a3ext import ops  # noqa: E402
@@ -70,7 +70,15 @@ def per_step_composite(cell, x, h0, Wx, Wh, b):
     return torch.stack(hs, dim=1)
 
 
-def make_cases(cell, N, T, D, H, dtype, device, backward):
+def forced(engine, f):
+    """f run with the GEMM engine forced (a3ext.ops.gemm_backend)."""
+    def run():
+        with ops.gemm_backend(engine):
+            f()
+    return run
+
+
+def make_cases(cell, N, T, D, H, dtype, device, backward, engines=()):
     G = 4 if cell == "lstm" else 1
     gen = torch.Generator().manual_seed(0)
     def r(*s, scale=0.1):
@@ -128,6 +136,8 @@ def make_cases(cell, N, T, D, H, dtype, device, backward):
     big_a = torch.randn(n, n, dtype=dtype, device=device)
     big_b = torch.randn(n, n, dtype=dtype, device=device)
     cases = {"a3ext": wrap(a3), "torch.nn": wrap(tn), "composite": wrap(comp), "gemm": lambda: torch.mm(big_a, big_b)}
+    for e in engines:  # each CPU engine forced, beside `auto` (column "a3ext")
+        cases[f"a3ext[{e}]"] = forced(e, wrap(a3))
     if device == "cuda":
         # cuDNN: IEEE ("torch.nn") and its default TF32 math ("torch.nn TF32")
         ieee, tf32 = wrap(tn), wrap(tn)
@@ -143,6 +153,17 @@ def make_cases(cell, N, T, D, H, dtype, device, backward):
     return cases
 
 
+def auto_engine(cell, dname, N, T, D, H, backward) -> str:
+    """The engine `auto` chose for the forward (and backward) of this shape."""
+    choices = ops.gemm_engine_choices()
+    cls = 1 << max(0, (N - 1).bit_length())
+    out = []
+    for p in ("fwd", "bwd") if backward else ("fwd",):
+        key = f"{cell}_{p} {'Float' if dname == 'float32' else 'Double'} N{cls} T{1 << max(0, (T - 1).bit_length())} D{D} H{H}"
+        out.append(choices.get(key, {}).get("engine", "blas"))
+    return "/".join(out)
+
+
 def gemm_size(device: str) -> int:
     return 4096 if device == "cuda" else 1024
 
@@ -156,6 +177,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--configs", default=None, help="e.g. 50x16x256x512,10x100x128x128")
     p.add_argument("--json", default="bench_results/bench_rnn.json")
+    p.add_argument("--engines", default="", help="CPU: also time these engines forced, e.g. blas,onednn,mkl "
+                   "(the a3ext column is `auto`, the engine it measured fastest)")
     args = p.parse_args(argv)
     default = CUDA_CONFIGS if args.device == "cuda" else CONFIGS
     configs = default if not args.configs else [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
@@ -166,8 +189,10 @@ def main(argv=None):
     rows, failures = [], []
     extra = (f"  gpu {torch.cuda.get_device_name()}  cudnn {torch.backends.cudnn.version()}  "
              f"float32 matmul precision {torch.get_float32_matmul_precision()}") if cuda else ""
-    print(f"# bench_rnn  torch {torch.__version__}  threads {torch.get_num_threads()}  "
-          f"device {args.device}  a3ext pointwise ISA {ops.cpu_isa()}{extra}")
+    engines = [e for e in args.engines.split(",") if e] if not cuda else []
+    print(f"# bench_rnn  cpu {cpu_model()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+          f"device {args.device}  a3ext pointwise ISA {ops.cpu_isa()}  engines {','.join(ops.gemm_engines())}"
+          f"{extra}")
     for dname in args.dtype.split(","):
         dtype = getattr(torch, dname)
         for cell in args.cell.split(","):
@@ -175,7 +200,7 @@ def main(argv=None):
             for (N, T, D, H) in configs:
                 for backward in (False, True):
                     try:
-                        cases = make_cases(cell, N, T, D, H, dtype, args.device, backward)
+                        cases = make_cases(cell, N, T, D, H, dtype, args.device, backward, engines)
                     except AssertionError as e:  # report it, time the other rows (one GPU run must show all)
                         failures.append(f"{cell} {dname} {N}x{T}x{D}x{H} {'fwd+bwd' if backward else 'fwd'}: {e}")
                         print(f"  SANITY CHECK FAILED: {failures[-1]}", flush=True)
@@ -194,6 +219,8 @@ def main(argv=None):
                         vs_torch_tf32=t["torch.nn TF32"] / t["a3ext"] if "torch.nn TF32" in t else None,
                         vs_composite=t["composite"] / t["a3ext"],
                         over_floor=t["a3ext"] / floor, gemm_gflops=rate / 1e9,
+                        engine=auto_engine(cell, dname, N, T, D, H, backward) if not cuda else None,
+                        **{f"vs_torch_{e}": t["torch.nn"] / t[f"a3ext[{e}]"] for e in engines},
                     )
                     rows.append(row)
                     tf32 = f", torch.nn TF32 {row['torch_tf32_ms']:.2f} ms" if cuda else ""
@@ -210,7 +237,13 @@ def main(argv=None):
         ("floor_ms", "GEMM floor ms", ".2f"), ("vs_torch", "speedup vs torch.nn", ".2f"), *tf32_speedup,
         ("vs_composite", "speedup vs composite", ".2f"), ("over_floor", "a3ext / floor", ".2f"),
         ("gemm_gflops", "GEMM GFLOP/s", ".0f"),
+        *([("engine", "auto engine", "s")] if not cuda else []),
+        *[(f"vs_torch_{e}", f"{e} vs torch.nn", ".2f") for e in engines],
     ])
+    print(f"\ncpu {cpu_model()}; auto's choices (trial ms per engine):")
+    for key, c in sorted(ops.gemm_engine_choices().items()):
+        trials = ", ".join(f"{e} {ms:.2f}" for e, ms in c["trial_ms"].items())
+        print(f"  {key}: {c['engine']}  (calibration {c['calibration_ms']:.1f} ms; {trials})")
     write_json(args.json, {"environment": environment(args.device), "rows": rows, "failures": failures})
     print(f"\nwrote {args.json}")
     if failures:

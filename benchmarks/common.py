@@ -54,8 +54,21 @@ def gemm_rate(dtype: torch.dtype, device: str, n: int = 1024, reps: int = 10) ->
     return 2.0 * n**3 / t
 
 
+def cpu_model() -> str:
+    """The CPU's model name (every benchmark table prints it: results depend on it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str) -> dict:
     env = {
+        "cpu": cpu_model(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),

@@ -139,9 +139,18 @@ def no_vmap_fallback():
         torch._C._functorch._set_vmap_fallback_enabled(enabled)
 
 
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
+def backend(request):
+    """The op-level checks run under each GEMM engine of the CPU kernels."""
+    if request.param != "auto" and request.param not in ops.gemm_engines():
+        pytest.skip(f"this torch has no {request.param} engine")
+    with ops.gemm_backend(request.param):
+        yield request.param
+
+
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", CASES)
-def test_references_match_the_ops(name):
+def test_references_match_the_ops(name, backend):
     op, ref, shapes = CASES[name]
     args = make_args(shapes)
     assert_all_close(op(*args), ref(*args))
@@ -157,7 +166,7 @@ def _gradgradcheck(op, args):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_gradgradcheck(name):
+def test_gradgradcheck(name, backend):
     op, _, shapes = CASES[name]
     _gradgradcheck(op, make_args(shapes, requires_grad=True))
 
@@ -194,7 +203,7 @@ def test_gradient_penalty_matches_composition(name):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_func_grad_vjp_jacrev(name):
+def test_func_grad_vjp_jacrev(name, backend):
     op, ref, shapes = CASES[name]
     args = make_args(shapes)
     every = tuple(range(len(args)))
@@ -257,7 +266,7 @@ def test_the_fallback_check_catches_an_op_without_a_batching_rule():
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_forward_mode(name):
+def test_forward_mode(name, backend):
     """torch.func.jvp, jacfwd and torch.autograd.forward_ad give the right tangent."""
     op, ref, shapes = CASES[name]
     args = make_args(shapes)

@@ -43,9 +43,11 @@ def np64(t):
     return t.detach().to(torch.float64).numpy()
 
 
-@pytest.fixture(params=["auto", "blas", "onednn"])
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
 def backend(request):
     """Every correctness test runs under each GEMM engine of the time loops."""
+    if request.param != "auto" and request.param not in ops.gemm_engines():
+        pytest.skip(f"this torch has no {request.param} engine")
     with ops.gemm_backend(request.param):
         yield request.param
 
@@ -216,11 +218,56 @@ def test_cpu_isa_is_reported():
     assert ops.cpu_isa() in ("DEFAULT", "AVX2", "AVX512")
 
 
+def test_gemm_engines_are_listed_and_auto_records_its_choice():
+    assert ops.gemm_engines()[0] == "blas"
+    a = make_inputs(8, 3, 16, 32, 4, torch.float32)
+    torch.ops.a3ext._clear_gemm_engine_choices()
+    with ops.gemm_backend("auto"):
+        ops.lstm(**a)
+    choices = ops.gemm_engine_choices()
+    key = "lstm_fwd Float N8 T4 D16 H32"
+    if len(ops.gemm_engines()) > 1:
+        assert choices[key]["engine"] in ops.gemm_engines()
+        assert set(choices[key]["trial_ms"]) <= set(ops.gemm_engines())
+
+
+def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
+    torch.ops.a3ext._set_gemm_engine_choice("rnn_fwd Float N4 T4 D3 H5", "blas")
+    ops.save_gemm_engine_choices(tmp_path / "engines.json")
+    torch.ops.a3ext._clear_gemm_engine_choices()
+    assert ops.load_gemm_engine_choices(tmp_path / "engines.json") >= 1
+    assert ops.gemm_engine_choices()["rnn_fwd Float N4 T4 D3 H5"]["engine"] == "blas"
+    assert ops.load_gemm_engine_choices(tmp_path / "missing.json") == 0
+
+
+def test_without_mkl_the_other_engines_still_run(tmp_path):
+    # A3EXT_DISABLE_MKL hides MKL's routines, as on a torch build without MKL.
+    import subprocess
+    import sys
+    code = ("import torch, a3ext; from a3ext import ops\n"
+            "assert 'mkl' not in ops.gemm_engines()\n"
+            "x = torch.randn(3, 4, 5); h0 = torch.randn(3, 6)\n"
+            "W = [torch.randn(5, 24), torch.randn(6, 24), torch.randn(24)]\n"
+            "h = ops.lstm(x.requires_grad_(), h0, *W); h.sum().backward()\n"
+            "g = ops.gram(torch.randn(1, 70, 33, 33))\n"
+            "try:\n"
+            "    with ops.gemm_backend('mkl'):\n"
+            "        ops.lstm(x, h0, *W)\n"
+            "    raise SystemExit('forcing mkl should fail')\n"
+            "except RuntimeError as e:\n"
+            "    assert 'no MKL packed GEMM' in str(e)\n"
+            "print('ok')\n")
+    import os
+    env = dict(os.environ, A3EXT_DISABLE_MKL="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
 def test_gemm_backend_selection():
     with ops.gemm_backend("blas"):
         assert torch.ops.a3ext._set_gemm_backend("blas") == "blas"
     assert torch.ops.a3ext._set_gemm_backend("auto") == "auto"
-    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn'"):
+    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch'"):
         with ops.gemm_backend("cuda"):
             pass
 
@@ -232,12 +279,13 @@ def test_engines_agree_on_a_large_float32_problem(cell):
     a = make_inputs(24, 5, 48, 160, G, torch.float32, requires_grad=True, scale=0.2)
     fn = ops.lstm if cell == "lstm" else ops.rnn
     results = {}
-    for engine in ("blas", "onednn", "auto"):
+    engines = [e for e in ("blas", "onednn", "mkl", "blas_batch", "auto") if e == "auto" or e in ops.gemm_engines()]
+    for engine in engines:
         with ops.gemm_backend(engine):
             h = fn(**a)
             grads = torch.autograd.grad(h, list(a.values()), torch.ones_like(h))
         results[engine] = (h, grads)
-    for engine in ("onednn", "auto"):
+    for engine in engines[1:]:
         torch.testing.assert_close(results[engine][0], results["blas"][0], rtol=1e-5, atol=1e-5)
         for g1, g2 in zip(results[engine][1], results["blas"][1]):
             torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)

@@ -1,18 +1,49 @@
 #include "gemm_engine.h"
 
+#include <torch/library.h>
+
 #include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <sstream>
 
 #include "config.h"
+#include "mkl_dl.h"
 
 namespace a3ext::cpu {
 namespace {
 std::atomic<int> g_gemm_backend{0};  // index into kBackendNames
-constexpr const char* kBackendNames[] = {"auto", "blas", "onednn"};
+constexpr const char* kBackendNames[] = {"auto", "blas", "onednn", "mkl", "blas_batch"};
+constexpr int kBackends = 5;
+
+struct Choice {
+  Engine engine;
+  std::vector<std::pair<Engine, double>> seconds;  // measured per candidate
+  double calibration_seconds;
+};
+std::mutex g_mutex;                   // guards g_choices and serialises calibrations
+std::map<std::string, Choice> g_choices;
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 }  // namespace
+
+const char* engine_name(Engine e) {
+  switch (e) {
+    case Engine::Blas: return "blas";
+    case Engine::OneDnn: return "onednn";
+    case Engine::Mkl: return "mkl";
+    case Engine::BlasBatch: return "blas_batch";
+  }
+  return "?";
+}
 
 bool use_onednn_gemm(at::ScalarType dtype, bool worth_it) {
   const int backend = g_gemm_backend.load();
-  if (backend == 1 || dtype != at::kFloat) return false;
+  if (backend != 0 && backend != 2) return false;
+  if (dtype != at::kFloat) return false;
   const bool available = OneDnnLinear::get().available();
   if (backend == 2) {
     TORCH_CHECK(available,
@@ -23,12 +54,114 @@ bool use_onednn_gemm(at::ScalarType dtype, bool worth_it) {
   return available && worth_it;
 }
 
+bool engine_forced(Engine e) { return g_gemm_backend.load() == static_cast<int>(e) + 1; }
+
+int64_t size_class(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
+                     const std::function<double(Engine, bool)>& trial, int rounds) {
+  auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
+  const int backend = g_gemm_backend.load();
+  if (backend != 0) {
+    const Engine forced = static_cast<Engine>(backend - 1);
+    if (has(forced)) return forced;
+    if (dtype == at::kFloat && forced == Engine::OneDnn)
+      TORCH_CHECK(OneDnnLinear::get().available(),
+                  "a3ext: the 'onednn' GEMM backend was requested but this torch has no usable "
+                  "oneDNN (torch.backends.mkldnn)");
+    if (dtype == at::kFloat && forced == Engine::Mkl)
+      TORCH_CHECK(mkl_api().has_packed_sgemm(),
+                  "a3ext: the 'mkl' GEMM backend was requested but this torch exports no MKL "
+                  "packed GEMM (cblas_sgemm_pack)");
+    return Engine::Blas;
+  }
+  if (candidates.size() == 1) return candidates[0];
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_choices.find(key);
+  if (it != g_choices.end() && has(it->second.engine)) return it->second.engine;
+  // Calibrate: one untimed run each (first-use costs: oneDNN's primitive cache,
+  // page faults), then `rounds` interleaved timed runs; the minimum counts.
+  const double t0 = now();
+  std::vector<double> best(candidates.size(), 1e30);
+  for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t i = 0; i < candidates.size(); ++i) best[i] = std::min(best[i], trial(candidates[i], false));
+  }
+  size_t win = 0;
+  for (size_t i = 1; i < candidates.size(); ++i)
+    if (best[i] < best[win]) win = i;
+  Choice c{candidates[win], {}, now() - t0};
+  for (size_t i = 0; i < candidates.size(); ++i) c.seconds.emplace_back(candidates[i], best[i]);
+  g_choices[key] = c;
+  return c.engine;
+}
+
+double seconds_of(const std::function<void()>& f) {
+  const double s = now();
+  f();
+  return now() - s;
+}
+
 std::string set_gemm_backend(const std::string& backend) {
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kBackends; ++i) {
     if (backend == kBackendNames[i]) return kBackendNames[g_gemm_backend.exchange(i)];
   }
   TORCH_CHECK_VALUE(false, "a3ext: unknown GEMM backend '", backend,
-                    "'; expected one of 'auto', 'blas', 'onednn'");
+                    "'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch'");
+}
+
+namespace {
+// One line per calibrated shape class: "key engine calibration_ms name:ms name:ms ...".
+std::string engine_choices() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::ostringstream out;
+  for (const auto& [key, c] : g_choices) {
+    out << key << ' ' << engine_name(c.engine) << ' ' << c.calibration_seconds * 1e3;
+    for (const auto& [e, s] : c.seconds) out << ' ' << engine_name(e) << ':' << s * 1e3;
+    out << '\n';
+  }
+  return out.str();
+}
+
+// Sets the choice of a key (a calibration loaded from disk); engine "" forgets it.
+void set_engine_choice(const std::string& key, const std::string& engine) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (engine.empty()) {
+    g_choices.erase(key);
+    return;
+  }
+  for (Engine e : {Engine::Blas, Engine::OneDnn, Engine::Mkl, Engine::BlasBatch}) {
+    if (engine == engine_name(e)) {
+      g_choices[key] = Choice{e, {}, 0.0};
+      return;
+    }
+  }
+  TORCH_CHECK_VALUE(false, "a3ext: unknown GEMM engine '", engine, "'");
+}
+
+void clear_engine_choices() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_choices.clear();
+}
+
+// The engines this torch provides, for tests and benchmarks.
+std::string available_engines() {
+  std::string s = "blas";
+  if (OneDnnLinear::get().available()) s += ",onednn";
+  if (mkl_api().has_packed_sgemm() || mkl_api().has_syrk<float>()) s += ",mkl";
+  return s + ",blas_batch";
+}
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(a3ext, m) {
+  m.def("_gemm_engine_choices() -> str", &engine_choices);
+  m.def("_set_gemm_engine_choice(str key, str engine) -> ()", &set_engine_choice);
+  m.def("_clear_gemm_engine_choices() -> ()", &clear_engine_choices);
+  m.def("_gemm_engines() -> str", &available_engines);
 }
 
 }  // namespace a3ext::cpu

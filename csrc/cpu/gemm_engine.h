@@ -1,21 +1,33 @@
-// The two GEMM engines of the CPU kernels and the switch between them.
+// The GEMM engines of the CPU kernels and the choice between them.
 //
-// BLAS   the Fortran BLAS that libtorch exports (MKL on x86 wheels), called
+// blas   the Fortran BLAS that libtorch exports (MKL on x86 wheels), called
 //        directly (blas.h): no dispatcher overhead, strided operands, alpha and
 //        beta folded in; float32 and float64.
-// oneDNN float32 only: oneDNN's GEMM (what torch.nn.LSTM and torch's linear
+// onednn float32 only: oneDNN's GEMM (what torch.nn.LSTM and torch's linear
 //        layers run on CPU), called through the dispatcher as
-//        mkldnn::_linear_pointwise. On this project's machines (AMD EPYC) MKL
-//        reaches 104 GFLOP/s on a 25x512 @ 512x2048 product where oneDNN
-//        reaches 168, and 175 against 205 on 128x512 @ 512x2048.
-// `auto` lets each op pick oneDNN for float32 work big enough to pay for its
-// call overhead; `blas` and `onednn` force one engine (tests run both).
+//        mkldnn::_linear_pointwise.
+// blas_batch  the same BLAS, scheduled as one multi-threaded GEMM per time step
+//        on the whole batch (the BLAS splits it; the pointwise pass runs
+//        parallel over rows), for the time-loop ops; float32 and float64.
+// mkl    MKL-specific routines found at run time (mkl_dl.h): the recurrent
+//        weights packed once per call (cblas_sgemm_pack, float32; float64 has
+//        no packed dgemm and runs the blas engine) and MKL's SYRK for the Gram
+//        forward (float32 and float64).
+// Which one is fastest depends on the CPU (on an AMD EPYC oneDNN won the
+// per-step GEMM, on an Intel Xeon MKL's packed GEMM beat both others), so in
+// `auto` mode an op measures: the first call of each shape class runs a short
+// trial of every available engine on synthetic data of that shape and keeps
+// the fastest for the rest of the process (select_engine). `blas`, `onednn`,
+// `mkl` and `blas_batch` force one engine (the tests run every one; results
+// agree to rounding).
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace a3ext::cpu {
 
@@ -52,6 +64,32 @@ class OneDnnLinear {
 
 // Whether an op should use oneDNN for work of this dtype; `worth_it` is the
 // op's own judgement of whether the work is big enough (used in `auto` mode).
+// (Only the Gram backward still decides this way.)
 bool use_onednn_gemm(at::ScalarType dtype, bool worth_it);
+
+enum class Engine : int { Blas = 0, OneDnn = 1, Mkl = 2, BlasBatch = 3 };
+const char* engine_name(Engine e);
+
+// The engine of one op call. `candidates`: the engines this op can run for this
+// dtype and shape, Blas first (always present). Forced mode: the forced engine
+// if it is a candidate; oneDNN / MKL forced for float32 work but unavailable in
+// this torch is an error; otherwise (float64 on oneDNN, say) Blas. Auto mode:
+// the engine measured fastest for `key` (the op, dtype and shape class); on the
+// first call with that key every candidate runs one untimed `trial(engine,
+// true)` (first-use costs), then `rounds` of `trial(engine, false)`, which
+// measures and returns the seconds the real call would take, interleaved; the
+// minimum over rounds counts.
+Engine select_engine(const std::string& key, at::ScalarType dtype,
+                     const std::vector<Engine>& candidates,
+                     const std::function<double(Engine, bool)>& trial, int rounds = 2);
+
+// Seconds one call of f takes.
+double seconds_of(const std::function<void()>& f);
+
+// Whether the forced engine (not auto) is e.
+bool engine_forced(Engine e);
+
+// Smallest power of two >= n (shape classes for the calibration keys).
+int64_t size_class(int64_t n);
 
 }  // namespace a3ext::cpu

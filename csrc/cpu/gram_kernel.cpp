@@ -5,17 +5,26 @@
 // upper triangle is computed (one GEMM per block row of width C - i0) and then
 // mirrored; the scale is folded into the GEMM (BLAS alpha) or into the mirror
 // pass (oneDNN). Smaller problems take one full GEMM, where splitting loses.
+// The mkl engine runs MKL's own SYRK (mkl_blas_?syrk, found at run time) on the
+// upper triangle instead. In `auto` mode the engine is measured per (dtype, C,
+// H*W class) on the first call: blas (block triangle / full GEMM), oneDNN
+// (float32) and SYRK where this torch has them, each timed on one synthetic
+// image of that shape.
 // Backward: dF = s (dG + dG^T) F, one GEMM per image, right for any (not
 // necessarily symmetric) upstream gradient.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
+#include <string>
 
 #include "blas.h"
 #include "../gram_common.h"
 #include "gemm_engine.h"
+#include "mkl_dl.h"
 
 namespace a3ext::cpu {
 namespace {
@@ -63,18 +72,12 @@ void mirror(T* G, int64_t C, bool scale, T s) {
   });
 }
 
-Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
-  const char* op = "a3ext.gram";
-  check_gram_features(op, features);
-  const Tensor f = features.contiguous();
+// G (N, C, C) from contiguous f (N, C, H, W) with the given engine, s the scale.
+void gram_into(const Tensor& f, Tensor& G, double s, Engine engine) {
   const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
-  Tensor G = at::empty({N, C, C}, f.options());
-  if (N == 0 || C == 0) return G;
-  if (M == 0) return G.zero_();
-  const double s = gram_scale(f, normalize);
   const bool triangle = C >= kTriangleMinChannels && M >= kTriangleMinPixels;
   const int64_t B = triangle ? block_rows(C) : C;
-  const bool onednn = use_onednn_gemm(f.scalar_type(), 2.0 * C * C * M >= kOneDnnMinFlops);
+  const bool onednn = engine == Engine::OneDnn;
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "gram_forward", [&] {
     using T = scalar_t;
     for (int64_t n = 0; n < N; ++n) {
@@ -82,6 +85,11 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
       Tensor Gn = G[n];
       const T* F = Fn.const_data_ptr<T>();
       T* g = Gn.mutable_data_ptr<T>();
+      if (engine == Engine::Mkl) {  // SYRK: the upper triangle in one call, scale folded in
+        mkl_syrk_upper<T>(C, M, static_cast<T>(s), F, M, g, C);
+        mirror<T>(g, C, false, T(0));
+        continue;
+      }
       // strip k: rows [k*B, k*B + bi) against columns [k*B, C)
       auto strip = [&](int64_t k) {
         const int64_t i0 = k * B, bi = std::min(B, C - i0);
@@ -101,6 +109,35 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
       mirror<T>(g, C, onednn, static_cast<T>(s));
     }
   });
+}
+
+Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
+  const char* op = "a3ext.gram";
+  check_gram_features(op, features);
+  const Tensor f = features.contiguous();
+  const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
+  Tensor G = at::empty({N, C, C}, f.options());
+  if (N == 0 || C == 0) return G;
+  if (M == 0) return G.zero_();
+  const double s = gram_scale(f, normalize);
+  const at::ScalarType dtype = f.scalar_type();
+  std::vector<Engine> candidates{Engine::Blas};
+  if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
+  const bool syrk = dtype == at::kFloat ? mkl_api().has_syrk<float>() : mkl_api().has_syrk<double>();
+  if (syrk) candidates.push_back(Engine::Mkl);
+  const std::string key = std::string("gram_fwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
+                          " M" + std::to_string(size_class(M));
+  Tensor fc, Gc;  // one synthetic image of this shape, made on the first (untimed) trial run
+  auto trial = [&](Engine e, bool /*warmup*/) -> double {
+    if (!fc.defined()) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
+      fc = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
+      Gc = at::empty({1, C, C}, f.options());
+    }
+    return seconds_of([&] { gram_into(fc, Gc, s, e); });
+  };
+  const double flops = 2.0 * C * C * M;
+  gram_into(f, G, s, select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3));
   return G;
 }
 

@@ -8,21 +8,31 @@
 //  backward  the time loop only carries the recurrence (one pointwise pass and
 //            one dh GEMM per step); dx, dWx, dWh and db are whole-sequence
 //            GEMMs / reductions after the loop.
-// Two GEMM engines (gemm_engine.h). With BLAS the batch is split across threads
-// once for the whole time loop (one parallel region per sequence, no barrier per
+// Four GEMM engines (gemm_engine.h), chosen per shape class by measurement in
+// `auto` mode (layer_engine). With BLAS the batch is split across threads once
+// for the whole time loop (one parallel region per sequence, no barrier per
 // step): rows of different sequences never interact, so each thread runs its own
 // single-threaded BLAS calls on its rows, accumulating the recurrent term into
-// the input projection in place (beta = 1). With oneDNN (float32) each step's
-// recurrent GEMM is one oneDNN call on the whole batch whose result the fused
-// pointwise pass adds, in parallel over the batch; the input projection, dx and
-// the weight gradients are oneDNN GEMMs too.
+// the input projection in place (beta = 1). BLAS-batch runs one multi-threaded
+// BLAS GEMM per step on the whole batch, then the pointwise pass in parallel
+// over rows. With oneDNN (float32) each step's recurrent GEMM is one oneDNN call
+// on the whole batch whose result the fused pointwise pass adds, in parallel
+// over the batch; the input projection, dx and the weight gradients are oneDNN
+// GEMMs too. MKL (float32) packs Wh once per call (and Wh^T for the backward's
+// dh GEMM) and runs the BLAS-batch schedule on the packed copy, so no step
+// repacks the weight; its whole-sequence GEMMs are BLAS calls.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/library.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,6 +41,7 @@
 #include "../rnn_common.h"
 #include "config.h"
 #include "gemm_engine.h"
+#include "mkl_dl.h"
 #include "rnn_pointwise.h"
 
 namespace a3ext::cpu {
@@ -107,13 +118,46 @@ T* mptr(Tensor& t) {
   return t.mutable_data_ptr<T>();
 }
 
-// Below this many FLOPs per recurrent step the call overhead of oneDNN
-// outweighs its faster kernel (measured with benchmarks/bench_rnn.py).
-constexpr double kOneDnnMinStepFlops = 4.0e6;
+// The engines that can run a layer with input width D and hidden size H.
+std::vector<Engine> rnn_candidates(at::ScalarType dtype, int64_t D, int64_t H) {
+  std::vector<Engine> c{Engine::Blas};
+  if (H == 0) return c;
+  c.push_back(Engine::BlasBatch);
+  if (dtype != at::kFloat) return c;
+  // oneDNN has no primitive for empty GEMMs
+  if (D > 0 && OneDnnLinear::get().available()) c.push_back(Engine::OneDnn);
+  if (mkl_api().has_packed_sgemm()) c.push_back(Engine::Mkl);
+  return c;
+}
 
-bool use_onednn(const Tensor& x, int64_t N, int64_t H, int64_t G) {
-  if (H == 0 || x.size(-1) == 0) return false;  // oneDNN has no primitive for empty GEMMs
-  return use_onednn_gemm(x.scalar_type(), 2.0 * N * H * G * H >= kOneDnnMinStepFlops);
+// Rows per fused block of the forward time loop (A3EXT_ROW_BLOCK; 0 = all rows
+// of a thread): each block's recurrent GEMM is followed at once by its
+// pointwise pass while the block's gates are in cache.
+// MKL engine schedule: 0 = the BLAS schedule (rows split across threads for the
+// whole sequence, single-threaded packed GEMMs), 1 = one multi-threaded packed
+// GEMM per step on the whole batch (MKL splits the columns, so each core keeps
+// its share of the packed weight in its own cache), then the pointwise pass in
+// parallel over rows; 2 = the hidden units split across threads (forward only):
+// each thread packs and keeps its own column blocks of Wh (its units' i, f, o,
+// g columns) and per step runs their GEMMs on the whole batch and at once the
+// pointwise pass of its units, one parallel region per step.
+// A3EXT_MKL_SCHEDULE=rows|batch|cols (measurement aid).
+int mkl_schedule() {
+  static const int v = [] {
+    const char* e = std::getenv("A3EXT_MKL_SCHEDULE");
+    if (e == nullptr) return 1;
+    const std::string s(e);
+    return s == "rows" ? 0 : s == "cols" ? 2 : 1;
+  }();
+  return v;
+}
+
+int64_t row_block() {
+  static const int64_t rb = [] {
+    const char* v = std::getenv("A3EXT_ROW_BLOCK");
+    return v == nullptr ? int64_t(0) : static_cast<int64_t>(std::atoll(v));
+  }();
+  return rb;
 }
 
 // G / H without dividing by zero (H = 0: empty outputs, nothing to compute).
@@ -126,7 +170,8 @@ int64_t row_grain(int64_t H, int64_t G, bool gemm_per_thread) {
 }
 
 // out (N*T, G) = x (N*T, D) @ W (D, G) + b.
-Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, bool onednn) {
+Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, Engine engine) {
+  const bool onednn = engine == Engine::OneDnn;
   const int64_t rows = x.size(0) * x.size(1), D = x.size(2), G = W.size(1);
   if (onednn && rows > 0 && D > 0 && G > 0) return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
   Tensor out = at::empty({rows, G}, x.options());
@@ -141,7 +186,8 @@ Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, bool 
 }
 
 // dx (N, T, D) = dpre (N*T, G) @ W (D, G)^T.
-Tensor input_gradient(const Tensor& dpre2d, const Tensor& W, int64_t N, int64_t T, bool onednn) {
+Tensor input_gradient(const Tensor& dpre2d, const Tensor& W, int64_t N, int64_t T, Engine engine) {
+  const bool onednn = engine == Engine::OneDnn;
   if (onednn && dpre2d.size(0) > 0 && W.size(0) > 0 && W.size(1) > 0)
     return OneDnnLinear::get()(dpre2d, W, std::nullopt).view({N, T, W.size(0)});
   return at::mm(dpre2d, W.t()).view({N, T, W.size(0)});
@@ -183,10 +229,10 @@ Tensor step_rows(const T* base, const SeqLayout& l, int64_t t, int64_t n0, int64
 // term of sequence n0, row stride add_ld) unless it is null, in which case it
 // was accumulated into pre. h (width H) must be written by the pointwise pass.
 template <typename T, typename Pointwise>
-void forward_time_loop(bool onednn, const Tensor& h0, const Tensor& Wh, T* pre, const T* h,
+void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre, const T* h,
                        const SeqLayout& l, const Pointwise& pointwise) {
   const int64_t H = Wh.size(0), GH = Wh.size(1);
-  if (onednn) {
+  if (engine == Engine::OneDnn) {
     // oneDNN takes the weight as (out, in); a transposed view is as fast as a copy.
     const Tensor WhT = Wh.t();
     for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
@@ -195,28 +241,104 @@ void forward_time_loop(bool onednn, const Tensor& h0, const Tensor& Wh, T* pre, 
       const Tensor rec = OneDnnLinear::get()(prev, WhT, std::nullopt);
       const T* rp = rec.const_data_ptr<T>();
       at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
-        pointwise(n0, n1 - n0, t, rp + n0 * GH, GH);
+        pointwise(n0, n1 - n0, t, rp + n0 * GH, GH, 0, H);
       });
     }
     return;
   }
-  // BLAS: each thread runs its own sequences through every step (no barrier).
-  const T* h0p = ptr<T>(h0);
-  const T* whp = ptr<T>(Wh);
-  const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, gates_per_unit(H, GH), true));
-  at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t n0 = bounds[c], n1 = bounds[c + 1];
-      for (int64_t t = 0; t < l.steps(); ++t) {
-        const int64_t rows = std::min(n1, l.count[t]) - n0;
-        if (rows <= 0) break;
-        const T* prev = t == 0 ? h0p + n0 * H : h + l.row(t - 1, n0) * H;
-        gemm<T>(false, false, rows, GH, H, T(1), prev, t == 0 ? H : l.stride * H, whp, GH, T(1),
-                pre + l.row(t, n0) * GH, l.stride * GH);
-        pointwise(n0, rows, t, nullptr, 0);
+  // BLAS / MKL: each thread runs its own sequences through every step (no
+  // barrier); step_gemm(rows, prev, ld_prev, out, ld_out): out += prev @ Wh.
+  auto run = [&](const auto& step_gemm) {
+    const T* h0p = ptr<T>(h0);
+    const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, gates_per_unit(H, GH), true));
+    const int64_t rb = row_block();
+    at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t n0 = bounds[c], n1 = bounds[c + 1];
+        for (int64_t t = 0; t < l.steps(); ++t) {
+          const int64_t rows = std::min(n1, l.count[t]) - n0;
+          if (rows <= 0) break;
+          const int64_t block = rb > 0 ? rb : rows;
+          for (int64_t r0 = 0; r0 < rows; r0 += block) {  // GEMM then pointwise, block by block
+            const int64_t r = std::min(block, rows - r0);
+            const T* prev = t == 0 ? h0p + (n0 + r0) * H : h + l.row(t - 1, n0 + r0) * H;
+            step_gemm(r, prev, t == 0 ? H : l.stride * H, pre + l.row(t, n0 + r0) * GH, l.stride * GH);
+            pointwise(n0 + r0, r, t, nullptr, 0, 0, H);
+          }
+        }
       }
+    });
+  };
+  // One multi-threaded GEMM per step on the whole batch, then the pointwise
+  // pass in parallel over rows.
+  auto run_batch = [&](const auto& step_gemm) {
+    const T* h0p = ptr<T>(h0);
+    for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+      const int64_t n = l.count[t];
+      const T* prev = t == 0 ? h0p : h + l.row(t - 1, 0) * H;
+      step_gemm(n, prev, t == 0 ? H : l.stride * H, pre + l.row(t, 0) * GH, l.stride * GH);
+      at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false),
+                       [&](int64_t n0, int64_t n1) { pointwise(n0, n1 - n0, t, nullptr, 0, 0, H); });
     }
-  });
+  };
+  // Hidden units split across threads (float32, MKL): see mkl_schedule().
+  // (generic: instantiated for float only; out, hs, h0s are pre, h, h0's data)
+  auto run_cols = [&](const auto* whp, auto* out, const auto* hs, const auto* h0s) {
+    const int64_t gpu = gates_per_unit(H, GH);
+    const int64_t P = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (H + 15) / 16));
+    std::vector<int64_t> ub{0};  // unit block bounds, multiples of 16
+    for (int64_t k = 1; k < P; ++k) ub.push_back(std::min(H, (k * H / P + 15) / 16 * 16));
+    ub.push_back(H);
+    const int64_t nb = static_cast<int64_t>(ub.size()) - 1;
+    const int64_t nmax = l.steps() > 0 ? l.count[0] : 1;
+    std::vector<std::unique_ptr<PackedB>> packs(nb * gpu);
+    at::parallel_for(0, nb, 1, [&](int64_t k0, int64_t k1) {  // each thread packs its own blocks
+      for (int64_t k = k0; k < k1; ++k)
+        for (int64_t g = 0; g < gpu; ++g)
+          if (ub[k + 1] > ub[k])
+            packs[k * gpu + g] = std::make_unique<PackedB>(whp + g * H + ub[k], H, ub[k + 1] - ub[k], GH, false, nmax);
+    });
+    for (int64_t t = 0; t < l.steps() && l.count[t] > 0; ++t) {
+      const int64_t n = l.count[t];
+      const auto* prev = t == 0 ? h0s : hs + l.row(t - 1, 0) * H;
+      const int64_t ldp = t == 0 ? H : l.stride * H;
+      at::parallel_for(0, nb, 1, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          if (ub[k + 1] == ub[k]) continue;
+          for (int64_t g = 0; g < gpu; ++g)
+            packs[k * gpu + g]->gemm(n, prev, ldp, 1.f, out + l.row(t, 0) * GH + g * H + ub[k], l.stride * GH);
+          pointwise(0, n, t, nullptr, 0, ub[k], ub[k + 1] - ub[k]);
+        }
+      });
+    }
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (engine == Engine::Mkl && H > 0 && GH > 0) {
+      const PackedB packed(ptr<T>(Wh), H, GH, GH, /*trans=*/false, l.steps() > 0 ? l.count[0] : 1);
+      auto step_gemm = [&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
+        packed.gemm(rows, prev, ldp, 1.f, out, ldo);
+      };
+      if (mkl_schedule() == 1) {
+        run_batch(step_gemm);
+        return;
+      }
+      if (mkl_schedule() == 2) {
+        run_cols(ptr<T>(Wh), pre, h, ptr<T>(h0));
+        return;
+      }
+      run(step_gemm);
+      return;
+    }
+  }
+  const T* whp = ptr<T>(Wh);
+  auto step_gemm = [&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
+    gemm<T>(false, false, rows, GH, H, T(1), prev, ldp, whp, GH, T(1), out, ldo);
+  };
+  if (engine == Engine::BlasBatch) {
+    run_batch(step_gemm);
+    return;
+  }
+  run(step_gemm);
 }
 
 // Backward time loop shared by the RNN and the LSTM and by both layouts.
@@ -228,12 +350,12 @@ void forward_time_loop(bool onednn, const Tensor& h0, const Tensor& Wh, T* pre, 
 // for all sequences, one barrier per step -- measured only 4 % faster at 50 x 512
 // float64 and was not kept.)
 template <typename T, typename Pointwise>
-void backward_time_loop(bool onednn, const Tensor& Wh, Tensor& dpre, Tensor& dh0, const SeqLayout& l,
+void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& dh0, const SeqLayout& l,
                         const Pointwise& pointwise) {
   const int64_t H = Wh.size(0), GH = Wh.size(1);
   T* dpp = mptr<T>(dpre);
   T* dh0p = mptr<T>(dh0);
-  if (onednn) {
+  if (engine == Engine::OneDnn) {
     Tensor rec;
     int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
     for (int64_t t = l.steps() - 1; t >= 0; --t) {
@@ -251,29 +373,68 @@ void backward_time_loop(bool onednn, const Tensor& Wh, Tensor& dpre, Tensor& dh0
     if (rec_rows > 0) dh0.narrow(0, 0, rec_rows).copy_(rec);
     return;
   }
-  const T* whp = ptr<T>(Wh);
-  const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, gates_per_unit(H, GH), true));
-  at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t n0 = bounds[c], n1 = bounds[c + 1];
-      // sequences that have not started yet (going backward) stay zero
-      std::vector<T> dh_rec((n1 - n0) * H, T(0));
-      int64_t prev_rows = 0;
-      for (int64_t t = l.steps() - 1; t >= 0; --t) {
-        const int64_t rows = std::min(n1, l.count[t]) - n0;
-        if (rows <= 0) continue;
-        pointwise(n0, rows, t, prev_rows > 0 ? dh_rec.data() : nullptr);
-        gemm<T>(false, true, rows, H, GH, T(1), dpp + l.row(t, n0) * GH, l.stride * GH, whp, GH, T(0),
-                dh_rec.data(), H);
-        prev_rows = rows;
+  // BLAS / MKL: step_gemm(rows, dpre_rows, ld, dh_rec): dh_rec = dpre_rows @ Wh^T.
+  auto run = [&](const auto& step_gemm) {
+    const std::vector<int64_t> bounds = balanced_bounds(l, row_grain(H, gates_per_unit(H, GH), true));
+    at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t n0 = bounds[c], n1 = bounds[c + 1];
+        // sequences that have not started yet (going backward) stay zero
+        std::vector<T> dh_rec((n1 - n0) * H, T(0));
+        int64_t prev_rows = 0;
+        for (int64_t t = l.steps() - 1; t >= 0; --t) {
+          const int64_t rows = std::min(n1, l.count[t]) - n0;
+          if (rows <= 0) continue;
+          pointwise(n0, rows, t, prev_rows > 0 ? dh_rec.data() : nullptr);
+          step_gemm(rows, dpp + l.row(t, n0) * GH, l.stride * GH, dh_rec.data());
+          prev_rows = rows;
+        }
+        std::copy(dh_rec.begin(), dh_rec.begin() + prev_rows * H, dh0p + n0 * H);
       }
-      std::copy(dh_rec.begin(), dh_rec.begin() + prev_rows * H, dh0p + n0 * H);
+    });
+  };
+  // One multi-threaded dh GEMM per step on the whole batch, after the pointwise
+  // pass in parallel over rows.
+  auto run_batch = [&](const auto& step_gemm) {
+    std::vector<T> rec(static_cast<size_t>((l.steps() > 0 ? l.count[0] : 0) * H));
+    int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
+    for (int64_t t = l.steps() - 1; t >= 0; --t) {
+      const int64_t n = l.count[t];
+      if (n == 0) continue;
+      at::parallel_for(0, n, row_grain(H, gates_per_unit(H, GH), false), [&](int64_t n0, int64_t n1) {
+        const int64_t mid = std::clamp(rec_rows, n0, n1);
+        if (mid > n0) pointwise(n0, mid - n0, t, rec.data() + n0 * H);
+        if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
+      });
+      step_gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, rec.data());
+      rec_rows = n;
     }
-  });
+    std::copy(rec.begin(), rec.begin() + rec_rows * H, dh0p);
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    if (engine == Engine::Mkl && H > 0 && GH > 0) {
+      const PackedB packedT(ptr<T>(Wh), GH, H, GH, /*trans=*/true, l.steps() > 0 ? l.count[0] : 1);
+      auto step_gemm = [&](int64_t rows, const T* d, int64_t ld, T* out) { packedT.gemm(rows, d, ld, 0.f, out, H); };
+      if (mkl_schedule() == 1)
+        run_batch(step_gemm);
+      else
+        run(step_gemm);
+      return;
+    }
+  }
+  const T* whp = ptr<T>(Wh);
+  auto step_gemm = [&](int64_t rows, const T* d, int64_t ld, T* out) {
+    gemm<T>(false, true, rows, H, GH, T(1), d, ld, whp, GH, T(0), out, H);
+  };
+  if (engine == Engine::BlasBatch)
+    run_batch(step_gemm);
+  else
+    run(step_gemm);
 }
 
 // dW (K, G) = a (N*T, K)^T @ dpre (N*T, G), the weight gradient of a whole sequence.
-Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, bool onednn) {
+Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, Engine engine) {
+  const bool onednn = engine == Engine::OneDnn;
   if (onednn && a2d.size(0) > 0 && a2d.size(1) > 0 && dpre2d.size(1) > 0)
     return OneDnnLinear::get()(a2d.t(), dpre2d.t(), std::nullopt);
   return at::mm(a2d.t(), dpre2d);
@@ -283,11 +444,11 @@ Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, bool onednn) {
 // GEMMs / reductions after the time loop.
 std::tuple<Tensor, Tensor, Tensor, Tensor> weight_gradients(const Tensor& dpre, const Tensor& x2d,
                                                             const Tensor& h0, const Tensor& h2d,
-                                                            const Tensor& Wx, const SeqLayout& l, bool onednn) {
+                                                            const Tensor& Wx, const SeqLayout& l, Engine engine) {
   const int64_t rows = x2d.size(0);
-  Tensor dx = input_gradient(dpre, Wx, rows, 1, onednn).view({rows, x2d.size(1)});
-  Tensor dWx = weight_gradient(x2d, dpre, onednn);
-  Tensor dWh = weight_gradient(previous_states(h0, h2d, l), dpre, onednn);
+  Tensor dx = input_gradient(dpre, Wx, rows, 1, engine).view({rows, x2d.size(1)});
+  Tensor dWx = weight_gradient(x2d, dpre, engine);
+  Tensor dWh = weight_gradient(previous_states(h0, h2d, l), dpre, engine);
   return {dx, dWx, dWh, dpre.sum(0)};
 }
 
@@ -297,17 +458,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> weight_gradients(const Tensor& dpre, 
 // their buffers as they are.
 struct Rnn {
   static Tensor forward(const Tensor& x2d, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
-                        const Tensor& b, const SeqLayout& l) {
+                        const Tensor& b, const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1);
-    const bool onednn = use_onednn(x2d, h0.size(0), H, 1);
-    Tensor h = input_projection(x2d.unsqueeze(1), Wx, b, onednn).view({x2d.size(0), H});  // then tanh in place
+    Tensor h = input_projection(x2d.unsqueeze(1), Wx, b, engine).view({x2d.size(0), H});  // then tanh in place
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "rnn_forward", [&] {
       using T = scalar_t;
       const auto& k = rnn_pointwise_kernels<T>();
       T* hp = mptr<T>(h);
-      forward_time_loop<T>(onednn, h0, Wh, hp, hp, l,
-                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-                             k.rnn_forward(rows, H, hp + l.row(t, n0) * H, l.stride * H, add, add_ld);
+      forward_time_loop<T>(engine, h0, Wh, hp, hp, l,
+                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld, int64_t u0,
+                               int64_t J) {
+                             k.rnn_forward(rows, J, hp + l.row(t, n0) * H + u0, l.stride * H,
+                                           add == nullptr ? nullptr : add + u0, add_ld);
                            });
     });
     return h;
@@ -315,9 +477,8 @@ struct Rnn {
 
   static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> backward(
       const Tensor& dh, const Tensor& x2d, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
-      const Tensor& h, const SeqLayout& l) {
+      const Tensor& h, const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1);
-    const bool onednn = use_onednn(x2d, h0.size(0), H, 1);
     Tensor da = at::empty_like(h);
     Tensor dh0 = at::zeros_like(h0);
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "rnn_backward", [&] {
@@ -327,12 +488,12 @@ struct Rnn {
       const T* dhp = ptr<T>(dh);
       T* dap = mptr<T>(da);
       const int64_t ld = l.stride * H;
-      backward_time_loop<T>(onednn, Wh, da, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
+      backward_time_loop<T>(engine, Wh, da, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
         const int64_t off = l.row(t, n0) * H;
         k.rnn_backward(rows, H, hp + off, ld, dhp + off, ld, dh_rec, dap + off, ld);
       });
     });
-    auto [dx, dWx, dWh, db] = weight_gradients(da, x2d, h0, h, Wx, l, onednn);
+    auto [dx, dWx, dWh, db] = weight_gradients(da, x2d, h0, h, Wx, l, engine);
     return {dx, dh0, dWx, dWh, db};
   }
 };
@@ -340,11 +501,10 @@ struct Rnn {
 struct Lstm {
   static std::tuple<Tensor, Tensor, Tensor> forward(const Tensor& x2d, const Tensor& h0, const Tensor& c0,
                                                     const Tensor& Wx, const Tensor& Wh, const Tensor& b,
-                                                    const SeqLayout& l) {
+                                                    const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1), G = 4 * H, rows_all = x2d.size(0);
-    const bool onednn = use_onednn(x2d, h0.size(0), H, 4);
     // gates start as x @ Wx + b and end as the activated gates saved for backward
-    Tensor gates = input_projection(x2d.unsqueeze(1), Wx, b, onednn).view({rows_all, G});
+    Tensor gates = input_projection(x2d.unsqueeze(1), Wx, b, engine).view({rows_all, G});
     Tensor h = at::empty({rows_all, H}, x2d.options());
     Tensor c = at::empty({rows_all, H}, x2d.options());
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "lstm_forward", [&] {
@@ -355,12 +515,14 @@ struct Lstm {
       T* cp = mptr<T>(c);
       const T* c0p = ptr<T>(c0);
       const int64_t ld = l.stride * H;
-      forward_time_loop<T>(onednn, h0, Wh, gp, hp, l,
-                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld) {
-                             const T* cprev = t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H;
+      forward_time_loop<T>(engine, h0, Wh, gp, hp, l,
+                           [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld, int64_t u0,
+                               int64_t J) {
+                             const T* cprev = (t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H) + u0;
                              const int64_t row = l.row(t, n0);
-                             k.lstm_forward(rows, H, gp + row * G, l.stride * G, add, add_ld, cprev,
-                                            t == 0 ? H : ld, cp + row * H, ld, hp + row * H, ld);
+                             k.lstm_forward(rows, J, H, gp + row * G + u0, l.stride * G,
+                                            add == nullptr ? nullptr : add + u0, add_ld, cprev, t == 0 ? H : ld,
+                                            cp + row * H + u0, ld, hp + row * H + u0, ld);
                            });
     });
     return {h, c, gates};
@@ -370,9 +532,8 @@ struct Lstm {
   static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
       const Tensor& dh, const Tensor& dc, const Tensor& x2d, const Tensor& h0, const Tensor& c0,
       const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates,
-      const SeqLayout& l) {
+      const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1), G = 4 * H;
-    const bool onednn = use_onednn(x2d, h0.size(0), H, 4);
     Tensor dgates = at::empty_like(gates);
     Tensor dh0 = at::zeros_like(h0);
     Tensor dc0 = at::zeros_like(h0);  // carries dc_t * f_t back through time
@@ -387,7 +548,7 @@ struct Lstm {
       T* dgp = mptr<T>(dgates);
       T* dcc = mptr<T>(dc0);
       const int64_t ld = l.stride * H;
-      backward_time_loop<T>(onednn, Wh, dgates, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
+      backward_time_loop<T>(engine, Wh, dgates, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
         const int64_t row = l.row(t, n0);
         const T* cprev = t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H;
         k.lstm_backward(rows, H, gp + row * G, l.stride * G, cp + row * H, ld, cprev, t == 0 ? H : ld,
@@ -395,10 +556,66 @@ struct Lstm {
                         dcp == nullptr ? nullptr : dcp + row * H, ld, dcc + n0 * H, dgp + row * G, l.stride * G);
       });
     });
-    auto [dx, dWx, dWh, db] = weight_gradients(dgates, x2d, h0, h, Wx, l, onednn);
+    auto [dx, dWx, dWh, db] = weight_gradients(dgates, x2d, h0, h, Wx, l, engine);
     return {dx, dh0, dc0, dWx, dWh, db};
   }
 };
+
+// ---------------------------------------------------------------------------
+// The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
+// fastest for this shape class, calibrated on its first call by running the
+// kernel itself with each engine on synthetic data of the real sizes, the batch
+// capped at 64 rows: one step and Tc = 3..8 steps timed, the cost of the real
+// T steps extrapolated from the two (so that an engine's per-call cost, such
+// as packing the weight, counts as often as it will be paid), one untimed step
+// first; the whole calibration takes 5-50 ms on 2 cores. Keyed by cell, pass,
+// dtype, batch and steps rounded up to powers of two, D and H.
+Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
+                    int64_t H) {
+  const std::vector<Engine> candidates =
+      B > 0 && T > 0 ? rnn_candidates(dtype, D, H) : std::vector<Engine>{Engine::Blas};
+  const int64_t G = (lstm ? 4 : 1) * H;
+  const int64_t Bc = std::min<int64_t>(B, 64);
+  const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1);
+  const int64_t Tc = T <= 1 ? 1
+                            : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(3e8 / std::max(1.0, step_flops))),
+                                                std::min<int64_t>(T, 8));
+  const int rounds = step_flops * (Tc + 1) > 6e8 ? 1 : 2;
+  const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
+                          c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
+                          " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
+  // synthetic inputs, made on the first (untimed) trial run, from a private generator
+  std::vector<Tensor> in;
+  auto run = [&](Engine e, int64_t steps) {
+    if (in.empty()) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
+      const auto o = at::TensorOptions().dtype(dtype);
+      auto r = [&](at::IntArrayRef s, double a) { return at::empty(s, o).uniform_(-a, a, gen); };
+      // x, h0, c0, Wx, Wh, b, then h, c, gates, dh (for the backward)
+      in = {r({Bc * Tc, D}, 1.0), r({Bc, H}, 0.5), r({Bc, H}, 0.5), r({D, G}, 0.05), r({H, G}, 0.05),
+            r({G}, 0.1), r({Bc * Tc, H}, 0.5), r({Bc * Tc, H}, 0.5), r({Bc * Tc, G}, 0.5), r({Bc * Tc, H}, 1.0)};
+    }
+    const SeqLayout l = SeqLayout::padded(Bc, steps);
+    auto rows = [&](const Tensor& t) { return t.narrow(0, 0, Bc * steps); };  // row buffers of `steps` steps
+    if (lstm && !backward) Lstm::forward(rows(in[0]), in[1], in[2], in[3], in[4], in[5], l, e);
+    if (lstm && backward)
+      Lstm::backward(rows(in[9]), Tensor(), rows(in[0]), in[1], in[2], in[3], in[4], rows(in[6]), rows(in[7]),
+                     rows(in[8]), l, e);
+    if (!lstm && !backward)
+      Rnn::forward(rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(), in[4].narrow(1, 0, H).contiguous(),
+                   in[5].narrow(0, 0, H), l, e);
+    if (!lstm && backward)
+      Rnn::backward(rows(in[9]), rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(),
+                    in[4].narrow(1, 0, H).contiguous(), rows(in[6]), l, e);
+  };
+  auto trial = [&](Engine e, bool warmup) -> double {
+    if (warmup || T <= 1) return seconds_of([&] { run(e, 1); });
+    const double t1 = seconds_of([&] { run(e, 1); });
+    const double tc = seconds_of([&] { run(e, Tc); });
+    return t1 + static_cast<double>(T - 1) * std::max(0.0, tc - t1) / static_cast<double>(Tc - 1);
+  };
+  return select_engine(key, dtype, candidates, trial, rounds);
+}
 
 // ---------------------------------------------------------------------------
 // The registered ops: checks, contiguity, layout.
@@ -416,8 +633,9 @@ auto zero_gradients(const Tensor& like, Shapes... shapes) {
 Tensor rnn_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const Dims d = check_forward_inputs("a3ext.rnn", x, h0, Wx, Wh, &b, 1);
   if (d.N == 0 || d.T == 0 || d.H == 0) return at::empty({d.N, d.T, d.H}, x.options());
+  const Engine e = layer_engine(false, false, x.scalar_type(), d.N, d.T, d.D, d.H);
   return Rnn::forward(flat(x), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
-                      SeqLayout::padded(d.N, d.T))
+                      SeqLayout::padded(d.N, d.T), e)
       .view({d.N, d.T, d.H});
 }
 
@@ -428,8 +646,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(const Tensor
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H},
                           at::IntArrayRef{d.D, d.H}, at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
+  const Engine e = layer_engine(false, true, x.scalar_type(), d.N, d.T, d.D, d.H);
   auto [dx, dh0, dWx, dWh, db] = Rnn::backward(flat(dh), flat(x), h0.contiguous(), Wx.contiguous(),
-                                               Wh.contiguous(), flat(h), SeqLayout::padded(d.N, d.T));
+                                               Wh.contiguous(), flat(h), SeqLayout::padded(d.N, d.T), e);
   return {dx.view({d.N, d.T, d.D}), dh0, dWx, dWh, db};
 }
 
@@ -439,8 +658,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_cpu(const Tensor& x, const Tenso
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return {at::empty({d.N, d.T, d.H}, x.options()), at::empty({d.N, d.T, d.H}, x.options()),
             at::empty({d.N, d.T, 4 * d.H}, x.options())};
+  const Engine e = layer_engine(true, false, x.scalar_type(), d.N, d.T, d.D, d.H);
   auto [h, c, gates] = Lstm::forward(flat(x), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
-                                     b.contiguous(), SeqLayout::padded(d.N, d.T));
+                                     b.contiguous(), SeqLayout::padded(d.N, d.T), e);
   return {h.view({d.N, d.T, d.H}), c.view({d.N, d.T, d.H}), gates.view({d.N, d.T, 4 * d.H})};
 }
 
@@ -452,10 +672,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H}, at::IntArrayRef{d.N, d.H},
                           at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
+  const Engine e = layer_engine(true, true, x.scalar_type(), d.N, d.T, d.D, d.H);
   auto [dx, dh0, dc0, dWx, dWh, db] =
       Lstm::backward(dh.defined() ? flat(dh) : Tensor(), dc.defined() ? flat(dc) : Tensor(), flat(x),
                      h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(), flat(h), flat(c),
-                     flat(gates), SeqLayout::padded(d.N, d.T));
+                     flat(gates), SeqLayout::padded(d.N, d.T), e);
   return {dx.view({d.N, d.T, d.D}), dh0, dc0, dWx, dWh, db};
 }
 
@@ -468,8 +689,9 @@ Tensor rnn_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes, const 
                               const Tensor& Wh, const Tensor& b) {
   const PackedDims d = check_packed_inputs("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, &b, 1);
   if (d.P == 0 || d.H == 0) return at::empty({d.P, d.H}, x.options());
+  const Engine e = layer_engine(false, false, x.scalar_type(), d.B, d.T, d.D, d.H);
   return Rnn::forward(x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
-                      SeqLayout::packed(d));
+                      SeqLayout::packed(d), e);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
@@ -479,8 +701,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
   if (d.P == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.D, d.H},
                           at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
+  const Engine e = layer_engine(false, true, x.scalar_type(), d.B, d.T, d.D, d.H);
   return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(),
-                       h.contiguous(), SeqLayout::packed(d));
+                       h.contiguous(), SeqLayout::packed(d), e);
 }
 
 std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes,
@@ -490,8 +713,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, cons
   if (d.P == 0 || d.H == 0)
     return {at::empty({d.P, d.H}, x.options()), at::empty({d.P, d.H}, x.options()),
             at::empty({d.P, 4 * d.H}, x.options())};
+  const Engine e = layer_engine(true, false, x.scalar_type(), d.B, d.T, d.D, d.H);
   return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
-                       b.contiguous(), SeqLayout::packed(d));
+                       b.contiguous(), SeqLayout::packed(d), e);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_cpu(
@@ -503,9 +727,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_
   if (d.P == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.B, d.H},
                           at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
+  const Engine e = layer_engine(true, true, x.scalar_type(), d.B, d.T, d.D, d.H);
   return Lstm::backward(dh.defined() ? dh.contiguous() : Tensor(), dc.defined() ? dc.contiguous() : Tensor(),
                         x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
-                        h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d));
+                        h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d), e);
 }
 
 }  // namespace

@@ -44,7 +44,7 @@ inline void store(const Vec<T>& v, T* p, int64_t n) {
 }
 
 template <typename T>
-void lstm_forward(int64_t rows, int64_t H, T* gates, int64_t gs, const T* add, int64_t as,
+void lstm_forward(int64_t rows, int64_t J, int64_t H, T* gates, int64_t gs, const T* add, int64_t as,
                   const T* c_prev, int64_t cps, T* c, int64_t cs, T* h, int64_t hs) {
   constexpr int64_t W = Vec<T>::size();
   for (int64_t r = 0; r < rows; ++r) {
@@ -56,8 +56,8 @@ void lstm_forward(int64_t rows, int64_t H, T* gates, int64_t gs, const T* add, i
     const T* cp = c_prev == nullptr ? nullptr : c_prev + r * cps;
     T* cr = c + r * cs;
     T* hr = h + r * hs;
-    for (int64_t j = 0; j < H; j += W) {
-      const int64_t n = std::min(W, H - j);
+    for (int64_t j = 0; j < J; j += W) {
+      const int64_t n = std::min(W, J - j);
       Vec<T> ai = load(gi + j, n), af = load(gf + j, n), ao = load(go + j, n), ag = load(gg + j, n);
       if (ar != nullptr) {
         ai = ai + load(ar + j, n);

@@ -18,8 +18,10 @@ struct RnnPointwiseKernels {
   // LSTM step forward. gates (rows, 4H): pre-activations [i f o g] on entry
   // (plus `add`, the recurrent term, when not null), activated gates
   // [sigmoid(i) sigmoid(f) sigmoid(o) tanh(g)] on exit. c_prev may be null (zero).
-  // c = f * c_prev + i * g; h = o * tanh(c).
-  void (*lstm_forward)(int64_t rows, int64_t H, T* gates, int64_t gates_stride, const T* add,
+  // c = f * c_prev + i * g; h = o * tanh(c). Works on the first J units of each
+  // gate block (the blocks are H apart; J = H for all of them): pointers may be
+  // offset to a block of units u0.. (gates + u0, c + u0, h + u0, ...).
+  void (*lstm_forward)(int64_t rows, int64_t J, int64_t H, T* gates, int64_t gates_stride, const T* add,
                        int64_t add_stride, const T* c_prev, int64_t c_prev_stride, T* c,
                        int64_t c_stride, T* h, int64_t h_stride);
   // LSTM step backward. Reads the activated gates, c and c_prev; dh (upstream
