@@ -159,7 +159,7 @@ class RuleOptimizer(torch.optim.Optimizer):
 
 
 class CaptioningSolver:
-    """Train a :class:`CaptioningRNN` on data in the :func:`a3ext.data.load_coco_data` format.
+    """Train a :class:`CaptioningRNN` on data in the :func:`a3ext.captioning.data.load_coco_data` format.
 
     Required: ``model``, ``data`` (dict with train/val captions, image_idxs, features,
     ``idx_to_word``). Options (the assignment's first):
