@@ -139,14 +139,11 @@ def _run_worker(name: str, steps: int, warmup: int) -> dict:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    # imported here, not at the top: the worker processes must control when torch loads
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import cpu_model
+
+    return cpu_model()
 
 
 def main(argv=None) -> int:

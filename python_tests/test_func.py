@@ -139,14 +139,6 @@ def no_vmap_fallback():
         torch._C._functorch._set_vmap_fallback_enabled(enabled)
 
 
-@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
-def backend(request):
-    """The op-level checks run under each GEMM engine of the CPU kernels."""
-    if request.param != "auto" and request.param not in ops.gemm_engines():
-        pytest.skip(f"this torch has no {request.param} engine")
-    with ops.gemm_backend(request.param):
-        yield request.param
-
 
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", CASES)

@@ -18,13 +18,6 @@ def gram_reference(F: np.ndarray, normalize: bool = True) -> np.ndarray:
     return G / (C * H * W) if normalize else G
 
 
-@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
-def backend(request):
-    if request.param != "auto" and request.param not in ops.gemm_engines():
-        pytest.skip(f"this torch has no {request.param} engine")
-    with ops.gemm_backend(request.param):
-        yield request.param
-
 
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

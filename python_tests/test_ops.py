@@ -43,14 +43,6 @@ def np64(t):
     return t.detach().to(torch.float64).numpy()
 
 
-@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
-def backend(request):
-    """Every correctness test runs under each GEMM engine of the time loops."""
-    if request.param != "auto" and request.param not in ops.gemm_engines():
-        pytest.skip(f"this torch has no {request.param} engine")
-    with ops.gemm_backend(request.param):
-        yield request.param
-
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES)

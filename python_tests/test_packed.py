@@ -35,13 +35,6 @@ def _pack(t, index):
     return t.reshape(N * T, *t.shape[2:])[index]
 
 
-@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
-def backend(request):
-    if request.param != "auto" and request.param not in ops.gemm_engines():
-        pytest.skip(f"this torch has no {request.param} engine")
-    with ops.gemm_backend(request.param):
-        yield request.param
-
 
 def test_pack_lengths_layout():
     order, bs, index = ops.pack_lengths(torch.tensor([2, 3, 0, 3]), T=4)

@@ -24,7 +24,7 @@ matplotlib, numpy, torch, tqdm.
 from __future__ import annotations
 
 from .. import checkpoint as _ckpt
-from .._util import atomic_write
+from .._util import atomic_write, in_notebook
 import json
 import math
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "build_gan",
     "GANTrainer",
     "run_a_gan",
+    "run_gan",
     "train_gan",
     "save_checkpoint",
     "load_checkpoint",
@@ -513,9 +514,9 @@ class GANTrainer:
 
 
 class SampleGrids(list):
-    """:func:`run_a_gan`'s return value: the ``(16, 784)`` numpy arrays of generated
+    """:func:`run_gan`'s return value: the ``(16, 784)`` numpy arrays of generated
     images kept every ``show_every`` iterations (a list, with a one-line repr so that a
-    notebook cell ending in ``run_a_gan(...)`` does not print every pixel)."""
+    notebook cell ending in ``run_gan(...)`` does not print every pixel)."""
 
     def __repr__(self) -> str:
         return f"<{len(self)} sample grids of 16 images (one every show_every iterations)>"
@@ -541,12 +542,22 @@ def default_loader(batch_size: int = 128, seed: int = 0) -> BatchLoader:
 
 def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show_every: int = 250,
               batch_size: int = 128, noise_size: int = NOISE_DIM, num_epochs: int = 10, *,
-              loader_train=None, **kwargs) -> SampleGrids:
-    """The assignment's training loop, with its signature: ``run_a_gan(D, G, D_solver,
-    G_solver, discriminator_loss, generator_loss, show_every=250, batch_size=128,
-    noise_size=96, num_epochs=10)``. Prints ``Iter: i, D: ..., G: ...`` every
-    ``show_every`` iterations (and shows the 16 images in a Jupyter kernel, as the
-    notebook does); returns the kept images (:class:`SampleGrids`).
+              loader_train=None, **kwargs) -> None:
+    """The assignment's training loop, with its signature and return value (None):
+    ``run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss,
+    show_every=250, batch_size=128, noise_size=96, num_epochs=10)``. Prints
+    ``Iter: i, D: ..., G: ...`` every ``show_every`` iterations and shows the 16 images
+    in a Jupyter kernel, as the notebook does. Keyword-only extras as :func:`run_gan`,
+    which also returns the kept images."""
+    run_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show_every, batch_size, noise_size,
+            num_epochs, loader_train=loader_train, **kwargs)
+
+
+def run_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show_every: int = 250,
+            batch_size: int = 128, noise_size: int = NOISE_DIM, num_epochs: int = 10, *,
+            loader_train=None, **kwargs) -> SampleGrids:
+    """:func:`run_a_gan` returning the 16 generated images kept every ``show_every``
+    iterations (:class:`SampleGrids`).
 
     ``loader_train`` (keyword-only; the notebook's global): batches ``(x, y)`` of
     images in [0, 1]; default: :func:`default_loader` (the embedded MNIST digits at
@@ -559,7 +570,7 @@ def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show
     resume = kwargs.pop("resume", None)
     if loader_train is None:
         loader_train = default_loader(batch_size, seed=kwargs.get("seed", 0))
-    notebook = "log" not in kwargs and _in_notebook()
+    notebook = "log" not in kwargs and in_notebook()
     trainer = GANTrainer(D, G, D_solver, G_solver, discriminator_loss, generator_loss, loader_train,
                          batch_size=batch_size, noise_size=noise_size, show_every=show_every, **kwargs)
     if notebook:
@@ -576,12 +587,6 @@ def run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, show
         trainer.resume(resume)
     trainer.train(num_epochs, max_iterations=max_iterations)
     return SampleGrids(trainer.images)
-
-
-def _in_notebook() -> bool:
-    from .._util import in_notebook
-
-    return in_notebook()
 
 
 def show_images(images):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._util import in_notebook
 from ._common import check_images, check_targets, eval_mode, pixel_bounds, pixel_scale
 
 __all__ = [
@@ -362,12 +363,6 @@ def _resolve_tensor_type(dtype, fn: str):
                     f"or a floating torch.dtype, got {dtype!r}")
 
 
-def _in_notebook() -> bool:
-    from .._util import in_notebook
-
-    return in_notebook()
-
-
 def create_class_visualization(target_y, model: nn.Module, dtype=None, **kwargs):
     """The assignment's ``create_class_visualization(target_y, model, dtype, **kwargs)``:
     an image the model classifies as ``target_y``, returned as a PIL image.
@@ -399,7 +394,7 @@ def create_class_visualization(target_y, model: nn.Module, dtype=None, **kwargs)
         mean = torch.from_numpy(SQUEEZENET_MEAN).view(1, 3, 1, 1)
         std = torch.from_numpy(SQUEEZENET_STD).view(1, 3, 1, 1)
         bounds = ((0.0 - mean) / std, (1.0 - mean) / std)
-    if kwargs.get("callback") is None and kwargs.get("show_every", 25) and _in_notebook():
+    if kwargs.get("callback") is None and kwargs.get("show_every", 25) and in_notebook():
         kwargs["callback"] = _notebook_display(target_y, model, kwargs.get("num_iterations", 100))
     result = visualize_class(target_y, model, bounds=bounds, dtype=tdtype, **kwargs)
     return _to_pil(result.image, model)
