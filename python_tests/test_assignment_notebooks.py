@@ -656,7 +656,7 @@ def test_style_loss_cells(cnn, tmp_path):
     assets.image("chelsea").save(content_path)
     assets.image("starry_night").save(style_path)
     image_size, style_size = 64, 96
-    c_feats, content_img_var = features_from_img(content_path, image_size, cnn)
+    c_feats, content_img_var = features_from_img(content_path, image_size, cnn=cnn)
     assert len(c_feats) == 13 and content_img_var.shape[2] == image_size
     assert style_preprocess(Image.open(content_path)).shape[2] == 512  # the style notebook's default size
 
@@ -669,7 +669,7 @@ def test_style_loss_cells(cnn, tmp_path):
     assert rel_error(content_weight * np.sum((a - b) ** 2), student_output) < 1e-3
 
     # gram_matrix_test
-    feats, _ = features_from_img(style_path, style_size, cnn)
+    feats, _ = features_from_img(style_path, style_size, cnn=cnn)
     student_output = gram_matrix(feats[5].clone()).data.numpy()
     F5 = feats[5].double().numpy()[0].reshape(F5_C := feats[5].shape[1], -1)
     correct = (F5 @ F5.T / (F5_C * F5.shape[1]))[None]
@@ -678,8 +678,8 @@ def test_style_loss_cells(cnn, tmp_path):
     # style_loss_test
     style_layers = [1, 4, 6, 7]
     style_weights = [300000, 1000, 15, 3]
-    c_feats, _ = features_from_img(content_path, image_size, cnn)
-    feats, _ = features_from_img(style_path, style_size, cnn)
+    c_feats, _ = features_from_img(content_path, image_size, cnn=cnn)
+    feats, _ = features_from_img(style_path, style_size, cnn=cnn)
     style_targets = [gram_matrix(feats[idx].clone()) for idx in style_layers]
     student_output = style_loss(c_feats, style_layers, style_targets, style_weights).data.numpy()
     correct = 0.0
@@ -819,10 +819,17 @@ def test_run_a_gan_cell_without_a_loader(capsys):
     assert D_solver.defaults["lr"] == 1e-3 and D_solver.defaults["betas"] == (0.5, 0.999)
     # the notebook's positional call; stopped after 120 iterations to keep the test short (the
     # default loader's epoch is the notebook's: 390 iterations, see the next test)
-    out = run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, 50, 128, 96, 1,
+    ret = run_a_gan(D, G, D_solver, G_solver, discriminator_loss, generator_loss, 50, 128, 96, 1,
                     progress=False, log=print, max_iterations=120)
     printed = capsys.readouterr().out
+    assert ret is None  # the notebook's function returns nothing
     assert "Iter: 0, D:" in printed and "Iter: 100, D:" in printed and "Iter: 150" not in printed
+    from a3ext.gan import run_gan  # a3ext's form returns the kept images
+
+    torch.manual_seed(0)
+    D, G = discriminator(), generator()
+    out = run_gan(D, G, get_optimizer(D), get_optimizer(G), discriminator_loss, generator_loss, 50, 128, 96, 1,
+                  progress=False, log=None, max_iterations=120)
     assert len(out) == 3 and out[0].shape == (16, 784)
     assert np.abs(out[-1]).max() <= 1.0 and out[-1].std() > 0.05  # tanh images, not a constant
     assert "\n" not in repr(out)

@@ -260,7 +260,7 @@ def test_run_a_gan_returns_the_assignment_images():
     images, labels = tiny_digits(48)
     D, G = gan.discriminator(), gan.generator(8)
     loader = gan.BatchLoader(images, labels, batch_size=16, seed=0, drop_last=False)
-    out = gan.run_a_gan(D, G, gan.get_optimizer(D), gan.get_optimizer(G), gan.discriminator_loss,
+    out = gan.run_gan(D, G, gan.get_optimizer(D), gan.get_optimizer(G), gan.discriminator_loss,
                         gan.generator_loss, loader_train=loader, show_every=2, batch_size=16, noise_size=8,
                         num_epochs=2, progress=False, log=None)
     # 3 batches per epoch, 6 iterations, kept at iteration 0, 2, 4

@@ -2,7 +2,7 @@
 ``nn.Sequential`` of feature layers, e.g. torchvision's ``squeezenet1_1(...).features``,
 or an a3ext model), ``content_loss``, ``gram_matrix``, ``style_loss``, ``tv_loss``,
 ``style_transfer``, and its helpers ``preprocess(img, size=512)``, ``deprocess``,
-``rescale``, ``rel_error``, ``features_from_img(imgpath, imgsize, cnn)``.
+``rescale``, ``rel_error``, ``features_from_img(imgpath, imgsize, *, cnn=None)``.
 
 May import: ``a3ext.imaging``, ``a3ext.reference``, ``a3ext.style``; outside a3ext: PIL.
 """
@@ -28,12 +28,18 @@ def deprocess(img):
     return _deprocess(img, should_rescale=True)
 
 
-def features_from_img(imgpath, imgsize, cnn):
-    """The notebook's ``features_from_img`` with its global ``cnn`` made an argument:
-    ``(extract_features(img, cnn), img)`` for the image file at ``imgpath`` resized to
-    shorter side ``imgsize`` (SqueezeNet preprocessing; on ``cnn``'s device and dtype)."""
+def features_from_img(imgpath, imgsize, *, cnn=None):
+    """The notebook's ``features_from_img(imgpath, imgsize)``: ``(extract_features(img,
+    cnn), img)`` for the image file at ``imgpath`` resized to shorter side ``imgsize``
+    (SqueezeNet preprocessing; on ``cnn``'s device and dtype). The notebook reads a
+    global ``cnn``; here it is the keyword ``cnn`` (default: a3ext's style backbone,
+    :func:`a3ext.style.default_cnn`)."""
     from PIL import Image
 
+    from ..style import default_cnn
+
+    if cnn is None:
+        cnn = default_cnn()
     with Image.open(imgpath) as im:
         img = preprocess(im.convert("RGB"), size=imgsize)
     p = next(cnn.parameters(), None)

@@ -27,7 +27,7 @@ from .models import (IMAGE_SIZE, NOISE_DIM, Flatten, Unflatten, build_dc_classif
                      build_dc_generator, count_params, discriminator, generator, get_optimizer,
                      initialize_weights, sample_noise)
 from .train import (CHECKPOINT_FORMAT, KINDS, GANTrainer, build_gan, generate, load_checkpoint,
-                    load_generator, plot_losses, run_a_gan, save_checkpoint, save_image_grid,
+                    load_generator, plot_losses, run_a_gan, run_gan, save_checkpoint, save_image_grid,
                     train_gan)
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "NOISE_DIM", "IMAGE_SIZE", "sample_noise", "Flatten", "Unflatten", "initialize_weights",
     "discriminator", "generator", "build_dc_classifier", "build_dc_generator", "get_optimizer",
     "count_params", "bce_loss", "discriminator_loss", "generator_loss", "ls_discriminator_loss",
-    "ls_generator_loss", "run_a_gan",
+    "ls_generator_loss", "run_a_gan", "run_gan",
     # WGAN-GP
     "GRADIENT_PENALTY_WEIGHT", "wgan_discriminator_loss", "wgan_generator_loss", "gradient_penalty",
     # training driver, data
