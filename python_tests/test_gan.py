@@ -256,6 +256,54 @@ def test_wgangp_defaults():
         gan.build_gan("bogus")
 
 
+def test_recipes_set_train_gan_defaults_and_explicit_arguments_win():
+    images, labels = tiny_digits(16)
+    for kind in gan.KINDS:  # the "assignment" recipe is build_gan's settings, exactly
+        spec, r = gan.build_gan(kind), gan.RECIPES["assignment"][kind]
+        assert (r["lr"], r["g_lr"], tuple(r["betas"]), r["critic_steps"], r["gradient_penalty_weight"],
+                r["ema_decay"]) == (spec["lr"], spec["lr"], tuple(spec["betas"]), spec["critic_steps"],
+                                    spec["gradient_penalty_weight"], 0.0)
+    kw = dict(labels=labels, num_epochs=1, batch_size=8, noise_dim=8, progress=False, log=None, max_iterations=1)
+    for kind in gan.KINDS:
+        tr = gan.train_gan(kind, images, recipe="fast", **kw)
+        r = gan.RECIPES["fast"][kind]
+        assert tr.D_solver.param_groups[0]["lr"] == r["lr"] and tr.G_solver.param_groups[0]["lr"] == r["g_lr"]
+        assert tuple(tr.D_solver.param_groups[0]["betas"]) == tuple(r["betas"])
+        assert tr.critic_steps == r["critic_steps"] and tr.ema_decay == r["ema_decay"]
+        assert tr.gradient_penalty_weight == r["gradient_penalty_weight"]
+        assert (tr.G_ema is not None) == (r["ema_decay"] > 0)
+    tr = gan.train_gan("wgangp", images, recipe="fast", lr=2e-4, critic_steps=3, ema_decay=0.5, **kw)
+    assert tr.D_solver.param_groups[0]["lr"] == tr.G_solver.param_groups[0]["lr"] == 2e-4
+    assert tr.critic_steps == 3 and tr.ema_decay == 0.5
+    tr = gan.train_gan("vanilla", images, lr=2e-4, g_lr=1e-4, **kw)
+    assert (tr.D_solver.param_groups[0]["lr"], tr.G_solver.param_groups[0]["lr"]) == (2e-4, 1e-4)
+    with pytest.raises(ValueError, match="unknown recipe 'quick'; expected one of assignment, fast"):
+        gan.train_gan("dc", images, recipe="quick", **kw)
+
+
+def test_train_gan_adam_matches_the_assignment_optimizer():
+    """train_gan uses torch's fused Adam kernel: the same update as get_optimizer's on the
+    same gradients (to rounding), with the recipe's hyperparameters."""
+    images, labels = tiny_digits(16)
+    tr = gan.train_gan("wgangp", images, labels=labels, num_epochs=1, batch_size=8, noise_dim=8, progress=False,
+                       log=None, max_iterations=0, seed=2, recipe="fast")
+    ref_model = gan.build_gan("wgangp", noise_dim=8, seed=2)["G"]
+    ref = gan.get_optimizer(ref_model, lr=gan.RECIPES["fast"]["wgangp"]["g_lr"],
+                            betas=gan.RECIPES["fast"]["wgangp"]["betas"])
+    assert tr.G_solver.defaults["fused"] and not ref.defaults["fused"]
+    start = [p.detach().clone() for p in ref_model.parameters()]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(tr.G.parameters(), ref_model.parameters()):
+            p.grad = torch.randn(p.shape, generator=g) * 10.0 ** torch.randint(-6, 1, (1,), generator=g).item()
+            q.grad = p.grad.clone()
+        tr.G_solver.step()
+        ref.step()
+    for p, q in zip(tr.G.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert all(not torch.equal(p, p0) for p, p0 in zip(ref_model.parameters(), start))
+
+
 def test_run_a_gan_returns_the_assignment_images():
     images, labels = tiny_digits(48)
     D, G = gan.discriminator(), gan.generator(8)
@@ -332,6 +380,65 @@ def test_exact_resume_from_checkpoint(kind, tmp_path):
     assert straight.history == resumed.history
     for f in ("samples_final.png", "losses.png", "history.json"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def _ema_trainer(out_dir=None, decay=0.9):
+    images, labels = tiny_digits(24)
+    torch.manual_seed(3)
+    D, G = gan.discriminator(), gan.build_dc_generator(8)  # batch norm buffers are copied too
+    loader = gan.BatchLoader(images, labels, batch_size=8, seed=1)
+    return gan.GANTrainer(D, G, gan.get_optimizer(D), gan.get_optimizer(G), gan.discriminator_loss,
+                          gan.generator_loss, loader, batch_size=8, noise_size=8, seed=1, progress=False,
+                          log=None, kind="dc", out_dir=out_dir, sample_every=100, ema_decay=decay)
+
+
+def test_generator_moving_average_by_hand():
+    tr = _ema_trainer(decay=0.9)
+    assert tr.G_ema is not tr.G and all(not p.requires_grad for p in tr.G_ema.parameters())
+    ema = {k: v.clone().double() for k, v in tr.G.state_dict().items()}
+    x, _ = next(iter(tr.loader))
+    for _ in range(3):
+        tr.step(x)
+        for k, v in tr.G.state_dict().items():  # float64 reference of ema = 0.9 ema + 0.1 G
+            ema[k] = 0.9 * ema[k] + 0.1 * v.double() if v.is_floating_point() and "running" not in k \
+                else v.clone().double()
+    for k, v in tr.G_ema.state_dict().items():
+        torch.testing.assert_close(v.double(), ema[k], rtol=1e-6, atol=1e-7, msg=k)
+        if v.is_floating_point() and "running" not in k and v.numel() > 1:
+            assert not torch.equal(v, tr.G.state_dict()[k]), k  # the average lags G
+    # samples come from the average
+    z = gan.sample_noise(4, 8, seed=0)
+    tr.G_ema.eval()
+    assert torch.equal(tr.sample(z), tr.G_ema(z).reshape(-1, 784))
+    assert tr.sampler is tr.G_ema
+    plain = _trainer("ls")
+    assert plain.G_ema is None and plain.sampler is plain.G
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, True, "0.9"])
+def test_ema_decay_is_checked(decay):
+    with pytest.raises(ValueError, match="ema_decay must be a number in"):
+        _ema_trainer(decay=decay)
+
+
+def test_exact_resume_with_moving_average(tmp_path):
+    straight = _ema_trainer()
+    straight.train(num_epochs=3, max_iterations=5)
+    first = _ema_trainer(out_dir=tmp_path)
+    first.train(num_epochs=3, max_iterations=2)
+    resumed = _ema_trainer()
+    resumed.resume(tmp_path / "checkpoint.pt")
+    resumed.train(num_epochs=3, max_iterations=5)
+    for (name, a), b in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
+        assert torch.equal(a, b), f"G_ema.{name}"
+    G, config = gan.load_generator(tmp_path / "checkpoint.pt")  # the generator samples come from
+    assert config["ema_decay"] == 0.9
+    for (name, a), b in zip(first.G_ema.state_dict().items(), G.state_dict().values()):
+        assert torch.equal(a, b), f"load_generator gave G, not G_ema: {name}"
+    with pytest.raises(ValueError, match="ema_decay"):  # settings must match to resume
+        _ema_trainer(decay=0.5).resume(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="ema_decay"):
+        _ema_trainer(decay=0.0).resume(tmp_path / "checkpoint.pt")
 
 
 def test_checkpoint_writes_are_atomic_and_checked(tmp_path):

@@ -26,7 +26,7 @@ from .losses import (GRADIENT_PENALTY_WEIGHT, bce_loss, discriminator_loss, gene
 from .models import (IMAGE_SIZE, NOISE_DIM, Flatten, Unflatten, build_dc_classifier,
                      build_dc_generator, count_params, discriminator, generator, get_optimizer,
                      initialize_weights, sample_noise)
-from .train import (CHECKPOINT_FORMAT, KINDS, GANTrainer, build_gan, generate, load_checkpoint,
+from .train import (CHECKPOINT_FORMAT, KINDS, RECIPES, GANTrainer, build_gan, generate, load_checkpoint,
                     load_generator, plot_losses, run_a_gan, run_gan, save_checkpoint, save_image_grid,
                     train_gan)
 
@@ -39,7 +39,7 @@ __all__ = [
     # WGAN-GP
     "GRADIENT_PENALTY_WEIGHT", "wgan_discriminator_loss", "wgan_generator_loss", "gradient_penalty",
     # training driver, data
-    "KINDS", "CHECKPOINT_FORMAT", "build_gan", "GANTrainer", "train_gan", "save_checkpoint",
+    "KINDS", "RECIPES", "CHECKPOINT_FORMAT", "build_gan", "GANTrainer", "train_gan", "save_checkpoint",
     "load_checkpoint", "load_generator", "generate", "save_image_grid", "plot_losses",
     "BatchLoader", "as_unit_images", "load_digits",
 ]

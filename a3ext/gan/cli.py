@@ -70,7 +70,8 @@ def _cmd_train(args) -> int:
             batch_size=args.batch_size, noise_dim=args.noise_dim, seed=args.seed, out_dir=args.out,
             resume=args.resume, show_every=args.show_every, sample_every=args.sample_every,
             checkpoint_every=args.checkpoint_every, critic_steps=args.critic_steps,
-            gradient_penalty_weight=args.gp_weight, lr=args.lr, max_iterations=args.max_iterations,
+            gradient_penalty_weight=args.gp_weight, lr=args.lr, ema_decay=args.ema_decay, recipe=args.recipe,
+            max_iterations=args.max_iterations,
             progress=not args.no_progress, log="tqdm" if not args.quiet else None,
             distributed=world > 1)
         rank = dist.get_rank() if dist.is_initialized() else 0
@@ -88,8 +89,7 @@ def _cmd_train(args) -> int:
                 quality, _ = quality_model(args.data, seed=args.split_seed)
                 heldout = torch.cat([splits.val.images, splits.test.images])[:args.eval_n]
                 summary["quality"] = quality.score(
-                    generate(trainer.G if not hasattr(trainer.G, "module") else trainer.G.module,
-                             args.eval_n, args.noise_dim, seed=args.seed))
+                    generate(trainer.sampler, args.eval_n, args.noise_dim, seed=args.seed))
                 summary["quality_floor_heldout_real"] = quality.floor(heldout)
                 summary["quality_note"] = ("this project's own metric (small digit CNN), not comparable "
                                            "to Inception FID")
@@ -173,10 +173,17 @@ def register_cli(subparsers) -> None:
                    help="save a sample grid every N iterations (default: --show-every)")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write checkpoint.pt every N iterations (always at the end)")
+    p.add_argument("--recipe", choices=("assignment", "fast"), default="assignment",
+                   help="default settings: the assignment's (default) or 'fast' (moving average of G for the "
+                        "MLP GANs; WGAN-GP with one critic step, lr 5e-4, betas (0.5, 0.9)); see a3ext.gan.RECIPES")
     p.add_argument("--critic-steps", type=_positive_int, default=None,
-                   help="discriminator steps per generator step (default: 1; wgangp 5)")
+                   help="discriminator steps per generator step (default: from --recipe; assignment: 1, wgangp 5)")
     p.add_argument("--gp-weight", type=float, default=None, help="gradient-penalty weight (wgangp default 10)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 1e-3; wgangp 1e-4)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: from --recipe; assignment: 1e-3, wgangp 1e-4)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="sample from a moving average of G's weights with this decay (default: from --recipe; "
+                        "0 = off)")
     p.add_argument("--max-iterations", type=_positive_int, default=None, help="stop after N iterations in all")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt if it exists")
     p.add_argument("--eval", action="store_true",
