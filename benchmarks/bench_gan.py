@@ -12,9 +12,16 @@
 3. ``semisup``: semi-supervised GAN with 10 labels per class vs the supervised-only
    baseline (same network, same labels, same steps), accuracy on the 500-digit test
    split. Target: at least +10 points.
+4. ``kinds``: every GAN kind trained as the demo trains it (``--mode quick|full``:
+   the demo's batch size, iteration counts and recipe, :data:`a3ext.gan.RECIPES`) for
+   each of ``--seeds``, scored on 1,000 samples; prints a table of the Frechet
+   distance (mean, standard deviation, each seed) and the training time per kind.
+   Targets (issue 17): every kind <= 3x the DCGAN's Frechet in quick mode, <= 2x
+   and <= 60 in full mode.
 
-    python benchmarks/bench_gan.py [--only epoch,quality,semisup] [--threads 2]
-        [--epochs 10] [--budget wall|cpu] [--semisup-epochs 60] [--json results.json] [--out DIR]
+    python benchmarks/bench_gan.py [--only epoch,quality,semisup,kinds] [--threads 2]
+        [--epochs 10] [--budget wall|cpu] [--semisup-epochs 60] [--mode quick|full]
+        [--seeds 0,1,2] [--recipe fast|assignment] [--json results.json] [--out DIR]
 
 The script waits while /tmp/a3ext_bench.lock exists (someone is timing kernels).
 """
@@ -136,6 +143,53 @@ def bench_semisup(args) -> dict:
             "num_unlabeled": r.num_unlabeled, "num_test": r.num_test, "epochs": r.epochs, "wall_s": seconds}
 
 
+def bench_kinds(args) -> dict:
+    import statistics
+
+    from a3ext.demo.stages import SETTINGS
+    from a3ext.gan import KINDS, RECIPES, generate, train_gan
+    from a3ext.gan.metrics import quality_model
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import cpu_model
+
+    s = SETTINGS[args.mode]["gan"]
+    recipe = args.recipe or s["recipe"]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    quality, splits = quality_model("mnist5k", seed=0, epochs=s["quality_epochs"])
+    heldout = torch.cat([splits.val.images, splits.test.images])[:args.n]
+    floor = quality.floor(heldout)["frechet"]
+    rows = {}
+    for kind in KINDS:
+        rows[kind] = {"frechet": [], "seconds": [], "iterations": s["iterations"][kind], "settings": RECIPES[recipe][kind]}
+        for seed in seeds:
+            wait_for_lock()
+            t0 = time.perf_counter()
+            tr = train_gan(kind, splits.train.images, labels=splits.train.labels, num_epochs=10 ** 6,
+                           batch_size=s["batch_size"], seed=seed, max_iterations=s["iterations"][kind],
+                           recipe=recipe, progress=False, log=None,
+                           out_dir=Path(args.out) / f"{kind}_seed{seed}" if args.out else None,
+                           sample_every=10 ** 9)
+            seconds = time.perf_counter() - t0
+            f = quality.score(generate(tr.sampler, args.n, seed=1))["frechet"]
+            rows[kind]["frechet"].append(f)
+            rows[kind]["seconds"].append(seconds)
+            print(f"[kinds] {kind} seed {seed}: frechet {f:.1f} ({seconds:.0f} s)", flush=True)
+    dc = statistics.mean(rows["dc"]["frechet"])
+    print(f"\n[kinds] {args.mode} demo settings, recipe {recipe!r}, batch {s['batch_size']}, seeds {seeds}; "
+          f"CPU: {cpu_model()}, {torch.get_num_threads()} threads; held-out real digits: {floor:.2f}")
+    print("| kind | iterations | Frechet mean | std | per seed | / DCGAN mean | train s (mean) |")
+    print("|---|---:|---:|---:|---|---:|---:|")
+    for kind, r in rows.items():
+        f = r["frechet"]
+        r["mean"], r["std"] = statistics.mean(f), (statistics.stdev(f) if len(f) > 1 else 0.0)
+        r["ratio_to_dc"] = r["mean"] / dc
+        print(f"| {kind} | {r['iterations']} | {r['mean']:.1f} | {r['std']:.1f} | "
+              f"{', '.join(f'{v:.0f}' for v in f)} | {r['ratio_to_dc']:.2f} | {statistics.mean(r['seconds']):.0f} |")
+    return {"mode": args.mode, "recipe": recipe, "seeds": seeds, "cpu": cpu_model(), "floor_frechet": floor,
+            "kinds": rows}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="epoch,quality,semisup", help="comma-separated parts to run")
@@ -146,19 +200,24 @@ def main(argv=None) -> int:
                    help="give the vanilla GAN the DCGAN's wall time (default) or its CPU time "
                         "(use cpu when other jobs share the machine)")
     p.add_argument("--semisup-epochs", type=int, default=60)
+    p.add_argument("--mode", choices=("quick", "full"), default="quick", help="kinds: the demo mode to copy")
+    p.add_argument("--seeds", default="0,1,2", help="kinds: comma-separated seeds (default 0,1,2)")
+    p.add_argument("--recipe", choices=("fast", "assignment"), default=None,
+                   help="kinds: training recipe (default: the demo's)")
     p.add_argument("--out", default=None, help="directory for sample grids and checkpoints")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     parts = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(parts) - {"epoch", "quality", "semisup"}
+    unknown = set(parts) - {"epoch", "quality", "semisup", "kinds"}
     if unknown:
-        p.error(f"--only: unknown part(s) {sorted(unknown)}; expected epoch, quality, semisup")
+        p.error(f"--only: unknown part(s) {sorted(unknown)}; expected epoch, quality, semisup, kinds")
     import a3ext  # noqa: F401,E402  (loads the package the way users do)
     results = {"machine": {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "python": platform.python_version()}}
     for part in parts:
-        results[part] = {"epoch": bench_epoch, "quality": bench_quality, "semisup": bench_semisup}[part](args)
+        results[part] = {"epoch": bench_epoch, "quality": bench_quality, "semisup": bench_semisup,
+                         "kinds": bench_kinds}[part](args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

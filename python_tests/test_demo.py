@@ -16,6 +16,7 @@ from PIL import Image
 
 from a3ext.demo import METRIC_KEYS, SETTINGS, STAGES, register_cli, run_demo
 from a3ext.demo import report, stages
+from a3ext.gan import RECIPES as gan_recipes
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -109,6 +110,9 @@ def test_metrics_json_has_every_expected_key(tiny_run):
     assert [p["photo"] for p in vis["predictions"]] == SETTINGS["tiny"]["visualization"]["photos"]
     assert len(vis["fooling"]["results"]) == len(SETTINGS["tiny"]["visualization"]["fool"])
     assert len(vis["class_visualization"]) == len(SETTINGS["tiny"]["visualization"]["classes"])
+    for c in vis["class_visualization"]:  # both methods, each scored on random views too
+        assert 0.0 <= c["transformed_probability"] <= 1.0 and 0.0 <= c["robust"]["transformed_probability"] <= 1.0
+        assert c["robust"]["iterations"] == SETTINGS["tiny"]["visualization"]["robust_steps"]
     assert set(metrics["style"]["presets"]) == set(SETTINGS["tiny"]["style"]["presets"])
     for r in metrics["style"]["presets"].values():
         assert r["iterations"] == SETTINGS["tiny"]["style"]["iterations"] and np.isfinite(r["final"]["total"])
@@ -116,6 +120,8 @@ def test_metrics_json_has_every_expected_key(tiny_run):
     for kind in ("vanilla", "ls", "dc", "wgangp"):
         assert g[kind]["iterations"] == SETTINGS["tiny"]["gan"]["iterations"][kind]
         assert set(g[kind]["quality"]) >= {"confidence", "class_entropy", "frechet"}
+        assert g[kind]["recipe"] == SETTINGS["tiny"]["gan"]["recipe"]
+        assert g[kind]["settings"]["ema_decay"] == gan_recipes[g[kind]["recipe"]][kind]["ema_decay"]
     assert 0.0 <= g["semi_supervised"]["gan_accuracy"] <= 1.0
     assert 0.0 <= g["semi_supervised"]["baseline_accuracy"] <= 1.0
 

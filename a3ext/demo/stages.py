@@ -36,10 +36,12 @@ SETTINGS: dict[str, dict[str, dict]] = {
                            beam_size=2, grid=3, max_length=17, steps=5),
         "visualization": dict(photos=["coffee", "baboon"], image_size=64, smoothgrad_samples=2, ig_steps=4,
                               fool=[["coffee", "stingray"]], fool_max_iter=3,
-                              classes=["flamingo"], class_iterations=2, steps=4),
+                              classes=["flamingo"], class_iterations=2, robust_steps=2,
+                              steps=4),
         "style": dict(presets=["starry_night", "feature_inversion"], image_size=32, iterations=3, steps=3),
         "gan": dict(train_images=256, heldout_images=100, quality_epochs=1, batch_size=32,
-                    iterations={"vanilla": 3, "ls": 3, "dc": 2, "wgangp": 5}, eval_samples=64,
+                    iterations={"vanilla": 3, "ls": 3, "dc": 2, "wgangp": 5}, recipe="fast", checkpoint_every=200,
+                    eval_samples=64,
                     semisup_epochs=1, semisup_batch=32, steps=6),
     },
     "quick": {
@@ -50,11 +52,12 @@ SETTINGS: dict[str, dict[str, dict]] = {
                               smoothgrad_samples=12, ig_steps=24,
                               fool=[["coffee", "stingray"], ["squirrel_cls", "goldfish"], ["baboon", "school bus"]],
                               fool_max_iter=100, classes=["tarantula", "flamingo", "king penguin"],
-                              class_iterations=100, steps=6),
+                              class_iterations=100, robust_steps=128, steps=6),
         "style": dict(presets=["starry_night", "scream", "graffiti", "feature_inversion", "texture_synthesis"],
                       image_size=192, iterations=200, steps=6),
         "gan": dict(train_images=None, heldout_images=1000, quality_epochs=8, batch_size=64,
-                    iterations={"vanilla": 1000, "ls": 1000, "dc": 300, "wgangp": 300}, eval_samples=1000,
+                    iterations={"vanilla": 2500, "ls": 2500, "dc": 300, "wgangp": 450}, recipe="fast",
+                    checkpoint_every=1000, eval_samples=1000,
                     semisup_epochs=8, semisup_batch=100, steps=6),
     },
     "full": {
@@ -64,11 +67,13 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "visualization": dict(photos=_PHOTOS_FULL, image_size=224, smoothgrad_samples=25, ig_steps=64,
                               fool=[[p, t] for p, t in zip(_PHOTOS_FULL, ["stingray", "goldfish", "school bus",
                                                                          "tarantula", "daisy", "hourglass"])],
-                              fool_max_iter=100, classes=_CLASSES_FULL, class_iterations=100, steps=8),
+                              fool_max_iter=100, classes=_CLASSES_FULL, class_iterations=100, robust_steps=256,
+                              steps=8),
         "style": dict(presets=["starry_night", "scream", "graffiti", "feature_inversion", "texture_synthesis"],
                       image_size=256, iterations=300, steps=6),
         "gan": dict(train_images=None, heldout_images=1000, quality_epochs=8, batch_size=128,
-                    iterations={"vanilla": 3000, "ls": 3000, "dc": 1200, "wgangp": 1200}, eval_samples=1000,
+                    iterations={"vanilla": 3000, "ls": 3000, "dc": 1200, "wgangp": 1200}, recipe="fast",
+                    checkpoint_every=1000, eval_samples=1000,
                     semisup_epochs=60, semisup_batch=100, steps=6),
     },
 }
@@ -352,33 +357,57 @@ def visualization(ctx) -> None:
 
     cv = []
     ctx.heading("Class visualization")
+    from ..visualization.feature_vis import render_class, transformed_probability
     for k, cls in enumerate(s["classes"]):
         def one(cls=cls, k=k):
             target = resolve_class(cls, labels)
             t0 = time.perf_counter()
             r = visualize_class(target, model, num_iterations=s["class_iterations"], size=size,
-                                           show_every=0, generator=torch.Generator().manual_seed(k))
+                                show_every=0, generator=torch.Generator().manual_seed(k))
             seconds = time.perf_counter() - t0
-            img = model.deprocess(r.image)
-            src = ctx.save_pil(f"class_{k}", img)
-            ctx.blocks.append({"type": "gallery_item", "src": src, "title": short_label(labels[target]),
-                               "lines": [["probability of the class", f"{r.probability:.3f}"],
-                                         ["top-1", short_label(labels[r.predicted_class])],
-                                         ["iterations", str(r.iterations)]]})
-            return {"class": target, "label": short_label(labels[target]), "probability": r.probability,
-                    "predicted": r.predicted_class, "iterations": r.iterations, "seconds": round(seconds, 2)}
+            pixels = (r.image * model.pixel_std + model.pixel_mean).clamp(0, 1)
+            tp = transformed_probability(model, pixels, target)
+            t0 = time.perf_counter()
+            f = render_class(target, model, size=size, steps=s["robust_steps"],
+                             generator=torch.Generator().manual_seed(k))
+            robust_seconds = time.perf_counter() - t0
+            name = short_label(labels[target])
+            src = ctx.save_pil(f"class_{k}", model.deprocess(r.image))
+            src_r = ctx.save_pil(f"class_{k}_robust", model.deprocess((f.image - model.pixel_mean) / model.pixel_std))
+            for src_k, title, p, tp_k, top1, it in (
+                    (src, f"{name}: assignment's method", r.probability, tp, r.predicted_class, r.iterations),
+                    (src_r, f"{name}: Fourier + colour + transforms", f.probability, f.transformed_probability,
+                     f.predicted_class, f.iterations)):
+                ctx.blocks.append({"type": "gallery_item", "src": src_k, "title": title,
+                                   "lines": [["probability of the class", f"{p:.3f}"],
+                                             ["mean p over 32 random views", f"{tp_k:.3f}"],
+                                             ["top-1", short_label(labels[top1])],
+                                             ["iterations", str(it)]]})
+            return {"class": target, "label": name, "probability": r.probability, "transformed_probability": tp,
+                    "predicted": r.predicted_class, "iterations": r.iterations, "seconds": round(seconds, 2),
+                    "robust": {"probability": f.probability, "transformed_probability": f.transformed_probability,
+                               "predicted": f.predicted_class, "iterations": f.iterations,
+                               "seconds": round(robust_seconds, 2)}}
         cv.append(ctx.substep(f"class_{k}", one))
         ctx.advance(f"class {cls}")
     # gather the per-class cards into one gallery
     cards = [b for b in ctx.blocks if b.get("type") == "gallery_item"]
     ctx.blocks = [b for b in ctx.blocks if b.get("type") != "gallery_item"]
     ctx.gallery([{k: v for k, v in c.items() if k != "type"} for c in cards],
-                "Images generated from noise to maximise a class score (L2 regularisation, jitter, blur every "
-                "10 steps, clamped to the pixel range), with the probability the model gives them.")
+                "Images generated from noise to maximise a class score, two ways. The assignment's method "
+                "(create_class_visualization: gradient ascent on pixels, L2 regularisation, jitter, blur every "
+                "10 steps) reaches a high probability with colour noise a person does not recognise. The "
+                "feature-visualization method (render_class: a Fourier-basis image in a decorrelated colour "
+                "space, optimised with Adam through random pad, jitter, scale and rotation every step) shows "
+                "the class. 'Mean p over 32 random views' scores the final image under random crops, scales "
+                "0.8-1.2 and rotations of ±10°: a picture of the class keeps its probability, a pixel "
+                "pattern tuned to one view does not.")
     ctx.metrics["class_visualization"] = cv
     fooled = sum(o["fooled"] for o in ctx.metrics["fooling"]["results"])
     ctx.summary = (f"{len(photos)} photos; fooled {fooled}/{len(ctx.metrics['fooling']['results'])}; class "
-                   "visualizations p = " + ", ".join(f"{c['probability']:.2f}" for c in cv))
+                   "visualizations, mean p over random views: assignment "
+                   + ", ".join(f"{c['transformed_probability']:.2f}" for c in cv) + "; robust "
+                   + ", ".join(f"{c['robust']['transformed_probability']:.2f}" for c in cv))
 
 
 # --------------------------------------------------------------------------- 3 style
@@ -484,22 +513,39 @@ def gan(ctx) -> None:
              f"give the floor.")
 
     names = {"vanilla": "vanilla GAN", "ls": "least-squares GAN", "dc": "DCGAN", "wgangp": "WGAN-GP"}
+    recipe = G.RECIPES[s["recipe"]]
+
+    def describe(kind: str) -> str:
+        r = recipe[kind]
+        text = (f"Adam lr {r['lr']:g}, betas ({r['betas'][0]:g}, {r['betas'][1]:g}), "
+                f"{r['critic_steps']} D step{'s' if r['critic_steps'] > 1 else ''} per G step")
+        if r["gradient_penalty_weight"]:
+            text += f", gradient penalty {r['gradient_penalty_weight']:g}"
+        if r["ema_decay"]:
+            text += f", samples from a moving average of G (decay {r['ema_decay']:g})"
+        return text
+
+    ctx.text(f"The assignment's networks and losses, trained with a3ext.gan.RECIPES[{s['recipe']!r}] "
+             f"(batch {s['batch_size']}): " + "; ".join(f"{names[k]}: {describe(k)}" for k in G.KINDS)
+             + ". The assignment's own settings stay available as recipe 'assignment' and in run_a_gan.")
     samples, curves = [], []
     for kind in G.KINDS:
         def run(kind=kind):
             t0 = time.perf_counter()
             trainer = G.train_gan(kind, splits.train.images, labels=splits.train.labels, num_epochs=10**6,
                                   batch_size=s["batch_size"], seed=0, out_dir=ctx.work / kind, resume=True,
-                                  show_every=10**9, checkpoint_every=200, max_iterations=s["iterations"][kind],
+                                  show_every=10**9, sample_every=10**9, checkpoint_every=s["checkpoint_every"],
+                                  max_iterations=s["iterations"][kind], recipe=s["recipe"],
                                   progress=ctx.progress, log=None)
             seconds = time.perf_counter() - t0
-            images = G.generate(trainer.G, s["eval_samples"], seed=1)
+            images = G.generate(trainer.sampler, s["eval_samples"], seed=1)
             score = quality.score(images)
             grid = ctx.png(f"{kind}_samples", lambda path: G.save_image_grid(images[:64], path, nrow=8, scale=2))
             loss = ctx.png(f"{kind}_losses", lambda path: G.plot_losses(trainer.history, path,
                                                                        title=f"{names[kind]} losses"))
             h = trainer.history
             return {"iterations": trainer.iteration, "generator_steps": len(h["g_loss"]),
+                    "recipe": s["recipe"], "settings": dict(G.RECIPES[s["recipe"]][kind]),
                     "seconds": round(seconds, 2), "quality": score, "samples_png": grid, "losses_png": loss,
                     "final_d_loss": h["d_loss"][-1] if h["d_loss"] else None,
                     "final_g_loss": h["g_loss"][-1] if h["g_loss"] else None}
@@ -510,6 +556,7 @@ def gan(ctx) -> None:
         q = r["quality"]
         samples.append({"src": r["samples_png"], "title": names[kind],
                         "lines": [["training", f"{r['iterations']} discriminator steps, {r['seconds']:.0f} s"],
+                                  ["settings", describe(kind)],
                                   ["confidence / class entropy", f"{q['confidence']:.3f} / {q['class_entropy']:.3f}"],
                                   ["Fréchet distance", f"{q['frechet']:.3g}"]]})
         curves.append({"src": r["losses_png"], "title": names[kind], "lines": []})
