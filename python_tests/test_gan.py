@@ -382,7 +382,7 @@ def test_exact_resume_from_checkpoint(kind, tmp_path):
         assert (tmp_path / f).stat().st_size > 0
 
 
-def _ema_trainer(out_dir=None, decay=0.9):
+def _ema_trainer(out_dir=None, decay=0.5):
     images, labels = tiny_digits(24)
     torch.manual_seed(3)
     D, G = gan.discriminator(), gan.build_dc_generator(8)  # batch norm buffers are copied too
@@ -397,10 +397,11 @@ def test_generator_moving_average_by_hand():
     assert tr.G_ema is not tr.G and all(not p.requires_grad for p in tr.G_ema.parameters())
     ema = {k: v.clone().double() for k, v in tr.G.state_dict().items()}
     x, _ = next(iter(tr.loader))
-    for _ in range(3):
+    for n in range(1, 31):
         tr.step(x)
-        for k, v in tr.G.state_dict().items():  # float64 reference of ema = 0.9 ema + 0.1 G
-            ema[k] = 0.9 * ema[k] + 0.1 * v.double() if v.is_floating_point() and "running" not in k \
+        d = min(0.9, (1 + n) / (10 + n))  # warm-up: 0.18, 0.27, ... up to 0.9 from n = 80
+        for k, v in tr.G.state_dict().items():  # float64 reference of ema = d ema + (1 - d) G
+            ema[k] = d * ema[k] + (1 - d) * v.double() if v.is_floating_point() and "running" not in k \
                 else v.clone().double()
     for k, v in tr.G_ema.state_dict().items():
         torch.testing.assert_close(v.double(), ema[k], rtol=1e-6, atol=1e-7, msg=k)
@@ -432,11 +433,11 @@ def test_exact_resume_with_moving_average(tmp_path):
     for (name, a), b in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
         assert torch.equal(a, b), f"G_ema.{name}"
     G, config = gan.load_generator(tmp_path / "checkpoint.pt")  # the generator samples come from
-    assert config["ema_decay"] == 0.9
+    assert config["ema_decay"] == 0.5
     for (name, a), b in zip(first.G_ema.state_dict().items(), G.state_dict().values()):
         assert torch.equal(a, b), f"load_generator gave G, not G_ema: {name}"
     with pytest.raises(ValueError, match="ema_decay"):  # settings must match to resume
-        _ema_trainer(decay=0.5).resume(tmp_path / "checkpoint.pt")
+        _ema_trainer(decay=0.9).resume(tmp_path / "checkpoint.pt")
     with pytest.raises(ValueError, match="ema_decay"):
         _ema_trainer(decay=0.0).resume(tmp_path / "checkpoint.pt")
 

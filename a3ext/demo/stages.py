@@ -72,7 +72,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "style": dict(presets=["starry_night", "scream", "graffiti", "feature_inversion", "texture_synthesis"],
                       image_size=256, iterations=300, steps=6),
         "gan": dict(train_images=None, heldout_images=1000, quality_epochs=8, batch_size=128,
-                    iterations={"vanilla": 3000, "ls": 3000, "dc": 1200, "wgangp": 1200}, recipe="fast",
+                    iterations={"vanilla": 5000, "ls": 5000, "dc": 1200, "wgangp": 1200}, recipe="fast",
                     checkpoint_every=1000, eval_samples=1000,
                     semisup_epochs=60, semisup_batch=100, steps=6),
     },

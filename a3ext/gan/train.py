@@ -83,9 +83,9 @@ RECIPES: dict[str, dict[str, dict]] = {
                               ema_decay=0.0) for kind, v in _KIND_DEFAULTS.items()},
     "fast": {
         "vanilla": dict(lr=1e-3, g_lr=1e-3, betas=(0.5, 0.999), critic_steps=1, gradient_penalty_weight=0.0,
-                        ema_decay=0.99),
+                        ema_decay=0.999),
         "ls": dict(lr=1e-3, g_lr=1e-3, betas=(0.5, 0.999), critic_steps=1, gradient_penalty_weight=0.0,
-                   ema_decay=0.99),
+                   ema_decay=0.999),
         "dc": dict(lr=1e-3, g_lr=1e-3, betas=(0.5, 0.999), critic_steps=1, gradient_penalty_weight=0.0,
                    ema_decay=0.0),
         "wgangp": dict(lr=5e-4, g_lr=5e-4, betas=(0.5, 0.9), critic_steps=1,
@@ -286,8 +286,11 @@ class GANTrainer:
             can rebuild G.
         ema_decay: 0 (the assignment: sample from G itself) or a decay in (0, 1):
             keep :attr:`G_ema`, an exponential moving average of G's weights updated
-            after every generator step (``ema = decay * ema + (1 - decay) * G``; batch
-            norm statistics copied from G), and draw samples, grids and
+            after every generator step: after the n-th, ``ema = d * ema + (1 - d) * G``
+            with ``d = min(ema_decay, (1 + n) / (10 + n))`` (the warm-up of
+            TensorFlow's ExponentialMovingAverage, so that a short run averages over
+            its recent steps and a long one over up to ``1 / (1 - ema_decay)``); batch
+            norm statistics are copied from G. Samples, grids and
             :func:`load_generator`'s generator from it. Averaging the generator's last
             few hundred steps removes most of the step-to-step jitter of GAN training
             (Yazici et al. 2019, "The unusual effectiveness of averaging in GAN training").
@@ -401,9 +404,9 @@ class GANTrainer:
                 for p, f in zip(params, flags):
                     p.requires_grad_(f)
             self.G_solver.step()
+            g_value = float(g_loss.detach())
             if self.G_ema is not None:
                 self._update_ema()
-            g_value = float(g_loss.detach())
             self.history["g_iteration"].append(self.iteration)
             self.history["g_loss"].append(g_value)
             self._last_fake = fake_g.detach()
@@ -412,8 +415,10 @@ class GANTrainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         G = _unwrap(self.G)
+        n = len(self.history["g_loss"]) + 1  # this is the n-th generator step (restored on resume)
+        decay = min(self.ema_decay, (1.0 + n) / (10.0 + n))
         for pe, p in zip(self.G_ema.parameters(), G.parameters()):
-            pe.lerp_(p.detach(), 1.0 - self.ema_decay)
+            pe.lerp_(p.detach(), 1.0 - decay)
         for be, b in zip(self.G_ema.buffers(), G.buffers()):
             be.copy_(b)
 
