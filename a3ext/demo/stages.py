@@ -56,7 +56,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "style": dict(presets=["starry_night", "scream", "graffiti", "feature_inversion", "texture_synthesis"],
                       image_size=192, iterations=200, steps=6),
         "gan": dict(train_images=None, heldout_images=1000, quality_epochs=8, batch_size=64,
-                    iterations={"vanilla": 2500, "ls": 2500, "dc": 300, "wgangp": 450}, recipe="fast",
+                    iterations={"vanilla": 2500, "ls": 2500, "dc": 300, "wgangp": 400}, recipe="fast",
                     checkpoint_every=1000, eval_samples=1000,
                     semisup_epochs=8, semisup_batch=100, steps=6),
     },
