@@ -5,13 +5,13 @@ public functions (it re-implements nothing), writes PNGs into the report folder 
 adds page blocks and numbers to ``ctx``. Its settings are ``SETTINGS[mode][stage]``;
 ``steps`` is the length of the stage's progress bar.
 
-Timing design (2-core machine): ``quick`` aims at about 1-3 minutes per stage (under
+Timing design (2-core machine): ``quick`` aims at about 1-4 minutes per stage (under
 10 minutes in all), ``full`` at under an hour in all, ``tiny`` at seconds per stage.
-Measured ``quick`` CPU seconds with one thread (a busy machine; wall time on an idle
-one is about the same or less): captioning 75, visualization 36, style 33, GANs 211
-(vanilla 26, LS 26, DC 67, WGAN-GP 64, semi-supervised 29), plus 20 s once for
-the GAN quality classifier when it is not cached yet. ``full`` is estimated from these
-per-unit costs at roughly 40 minutes, most of it DCGAN and WGAN-GP training.
+Measured ``quick`` wall seconds, 2 threads, quiet Intel Xeon (2026-11-30): captioning
+44, visualization 114 (of which 60 for render_class), style 60, GANs 239 (vanilla 53,
+LS 44, DC 42, WGAN-GP 72, semi-supervised 26), plus 20 s once for the GAN quality
+classifier when it is not cached yet. ``full`` GANs: 1,105 s (vanilla 137, LS 135,
+DC 265, WGAN-GP 373, semi-supervised 192).
 
 May import: numpy, matplotlib, torch and the parts' public API (:mod:`a3ext.captioning`,
 :mod:`a3ext.visualization`, :mod:`a3ext.style`, :mod:`a3ext.gan`, :mod:`a3ext.assets`,
