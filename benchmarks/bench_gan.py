@@ -37,6 +37,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model  # noqa: E402
+
 LOCK = Path("/tmp/a3ext_bench.lock")
 
 
@@ -150,9 +153,6 @@ def bench_kinds(args) -> dict:
     from a3ext.gan import KINDS, RECIPES, generate, train_gan
     from a3ext.gan.metrics import quality_model
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import cpu_model
-
     s = SETTINGS[args.mode]["gan"]
     recipe = args.recipe or s["recipe"]
     seeds = [int(v) for v in args.seeds.split(",")]
@@ -161,7 +161,8 @@ def bench_kinds(args) -> dict:
     floor = quality.floor(heldout)["frechet"]
     rows = {}
     for kind in KINDS:
-        rows[kind] = {"frechet": [], "seconds": [], "iterations": s["iterations"][kind], "settings": RECIPES[recipe][kind]}
+        rows[kind] = {"frechet": [], "seconds": [], "iterations": s["iterations"][kind],
+                      "settings": RECIPES[recipe][kind]}
         for seed in seeds:
             wait_for_lock()
             t0 = time.perf_counter()
@@ -213,7 +214,8 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"--only: unknown part(s) {sorted(unknown)}; expected epoch, quality, semisup, kinds")
     import a3ext  # noqa: F401,E402  (loads the package the way users do)
-    results = {"machine": {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+    print(f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+    results = {"machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "python": platform.python_version()}}
     for part in parts:
         results[part] = {"epoch": bench_epoch, "quality": bench_quality, "semisup": bench_semisup,

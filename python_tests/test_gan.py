@@ -282,8 +282,9 @@ def test_recipes_set_train_gan_defaults_and_explicit_arguments_win():
 
 
 def test_train_gan_adam_matches_the_assignment_optimizer():
-    """train_gan uses torch's fused Adam kernel: the same update as get_optimizer's on the
-    same gradients (to rounding), with the recipe's hyperparameters."""
+    """train_gan uses torch's fused Adam kernel (get_optimizer(..., fused=True)): the same
+    update as the assignment's get_optimizer on the same gradients (to rounding), with
+    the recipe's hyperparameters."""
     images, labels = tiny_digits(16)
     tr = gan.train_gan("wgangp", images, labels=labels, num_epochs=1, batch_size=8, noise_dim=8, progress=False,
                        log=None, max_iterations=0, seed=2, recipe="fast")
