@@ -18,10 +18,15 @@
    distance (mean, standard deviation, each seed) and the training time per kind.
    Targets (issue 17): every kind <= 3x the DCGAN's Frechet in quick mode, <= 2x
    and <= 60 in full mode.
+5. ``optimizer``: milliseconds per training iteration (batch 64) of the vanilla GAN
+   and the DCGAN with the assignment's Adam (``get_optimizer``) and with torch's fused
+   kernel (``get_optimizer(..., fused=True)``, what ``train_gan`` uses), the two
+   trainers taking turns, 5 rounds after a warm-up, medians.
 
     python benchmarks/bench_gan.py [--only epoch,quality,semisup,kinds] [--threads 2]
         [--epochs 10] [--budget wall|cpu] [--semisup-epochs 60] [--mode quick|full]
         [--seeds 0,1,2] [--recipe fast|assignment] [--json results.json] [--out DIR]
+    python benchmarks/bench_gan.py --only optimizer
 
 The script waits while /tmp/a3ext_bench.lock exists (someone is timing kernels).
 """
@@ -146,6 +151,42 @@ def bench_semisup(args) -> dict:
             "num_unlabeled": r.num_unlabeled, "num_test": r.num_test, "epochs": r.epochs, "wall_s": seconds}
 
 
+def bench_optimizer(args) -> dict:
+    import statistics
+
+    from a3ext import datasets
+    from a3ext.gan import GANTrainer, build_gan, get_optimizer
+
+    x = datasets.mnist_5k().images[:64]
+    x = x.to(torch.float32).div(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+    x = x.reshape(64, 1, 28, 28)
+    out = {}
+    for kind, n in (("vanilla", 40), ("dc", 6)):
+        trainers = {}
+        for fused in (False, True):
+            spec = build_gan(kind, seed=0)
+            D, G = spec["D"], spec["G"]
+            trainers[fused] = GANTrainer(D, G, get_optimizer(D, fused=fused), get_optimizer(G, fused=fused),
+                                         spec["discriminator_loss"], spec["generator_loss"], None, batch_size=64,
+                                         progress=False, log=None)
+        for tr in trainers.values():  # warm-up
+            for _ in range(3):
+                tr.step(x)
+        wait_for_lock()
+        ms = {False: [], True: []}
+        for _ in range(5):
+            for fused, tr in trainers.items():
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    tr.step(x)
+                ms[fused].append(1000 * (time.perf_counter() - t0) / n)
+        out[kind] = {"default_ms": statistics.median(ms[False]), "fused_ms": statistics.median(ms[True])}
+        print(f"[optimizer] {kind}: {out[kind]['default_ms']:.1f} ms/iteration with get_optimizer, "
+              f"{out[kind]['fused_ms']:.1f} ms with fused=True ({out[kind]['fused_ms'] / out[kind]['default_ms']:.2f}x)"
+              f"; CPU: {cpu_model()}, {torch.get_num_threads()} threads", flush=True)
+    return out
+
+
 def bench_kinds(args) -> dict:
     import statistics
 
@@ -210,16 +251,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     parts = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(parts) - {"epoch", "quality", "semisup", "kinds"}
+    unknown = set(parts) - {"epoch", "quality", "semisup", "kinds", "optimizer"}
     if unknown:
-        p.error(f"--only: unknown part(s) {sorted(unknown)}; expected epoch, quality, semisup, kinds")
+        p.error(f"--only: unknown part(s) {sorted(unknown)}; expected epoch, quality, semisup, kinds, optimizer")
     import a3ext  # noqa: F401,E402  (loads the package the way users do)
     print(f"CPU: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
     results = {"machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "python": platform.python_version()}}
     for part in parts:
         results[part] = {"epoch": bench_epoch, "quality": bench_quality, "semisup": bench_semisup,
-                         "kinds": bench_kinds}[part](args)
+                         "kinds": bench_kinds, "optimizer": bench_optimizer}[part](args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
