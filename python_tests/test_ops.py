@@ -101,6 +101,29 @@ def test_lstm_gate_order_is_i_f_o_g():
     np.testing.assert_allclose(h.numpy(), np.full((1, H), np.tanh(g)), rtol=1e-12)
 
 
+def test_float32_tanh_accuracy_over_the_whole_range():
+    # The float32 time loops use a rational tanh (rnn_pointwise.cpp): with Wx = I,
+    # Wh = 0 and b = 0 the RNN's output is tanh(x) elementwise. Within 6 ULP (4e-7
+    # absolute) of float64 tanh over [-12, 12] and tiny inputs; NaN and +-inf kept.
+    x = torch.cat([torch.linspace(-12, 12, 200_001, dtype=torch.float64),
+                   torch.logspace(-9, 0, 20_001, dtype=torch.float64)]).to(torch.float32)
+    H = 64
+    x = torch.cat([x, torch.zeros((-x.numel()) % H)]).view(-1, 1, H)
+    h = ops.rnn(x, torch.zeros(x.shape[0], H), torch.eye(H), torch.zeros(H, H), torch.zeros(H))
+    want = torch.tanh(x.double())
+    err = (h.double() - want).abs()
+    assert err.max().item() <= 4e-7
+    ulp = torch.finfo(torch.float32).eps * want.abs().clamp_min(torch.finfo(torch.float32).tiny)
+    assert (err / ulp).max().item() <= 8
+    tiny = x.abs() < 1e-4
+    assert torch.equal(h[tiny], x[tiny])  # tanh(x) rounds to x in float32 there
+    # one value per sequence (H = 1), so that inf * 0 in the projection cannot mix them
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 9.0, -9.0])
+    hs = ops.rnn(special.view(7, 1, 1), torch.zeros(7, 1), torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1))
+    assert torch.isnan(hs[0, 0, 0])
+    assert torch.allclose(hs[1:, 0, 0], torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]), rtol=0, atol=3e-7)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_step_ops_match_reference(dtype, backend):
     N, D, H = 4, 5, 6

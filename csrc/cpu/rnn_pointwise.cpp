@@ -27,6 +27,36 @@ inline Vec<T> sigmoid(const Vec<T>& x) {
   return one / (one + x.neg().exp());
 }
 
+// tanh for the time loops. float32: a rational minimax approximation on
+// [-7.9053, 7.9053] (odd degree-13 numerator over even degree-6 denominator, the
+// coefficients of Eigen's generic_fast_tanh_float; |x| < 4e-4 returns x), about
+// 4x cheaper than SLEEF's 1-ULP tanhf16 and within 6 float32 ULP of tanh
+// (3.4e-7 absolute; measured over 2e6 points in [-12, 12] and 1e5 tiny ones).
+// NaN stays NaN, +-inf gives +-1. float64 keeps SLEEF's tanh.
+template <typename T>
+inline Vec<T> tanh(const Vec<T>& x) {
+  return x.tanh();
+}
+template <>
+inline Vec<float> tanh(const Vec<float>& a) {
+  using V = Vec<float>;
+  const V x = at::vec::clamp(a, V(-7.90531110763549805f), V(7.90531110763549805f));
+  const V x2 = x * x;
+  V p = at::vec::fmadd(x2, V(-2.76076847742355e-16f), V(2.00018790482477e-13f));
+  p = at::vec::fmadd(x2, p, V(-8.60467152213735e-11f));
+  p = at::vec::fmadd(x2, p, V(5.12229709037114e-08f));
+  p = at::vec::fmadd(x2, p, V(1.48572235717979e-05f));
+  p = at::vec::fmadd(x2, p, V(6.37261928875436e-04f));
+  p = at::vec::fmadd(x2, p, V(4.89352455891786e-03f));
+  p = x * p;
+  V q = at::vec::fmadd(x2, V(1.19825839466702e-06f), V(1.18534705686654e-04f));
+  q = at::vec::fmadd(x2, q, V(2.26843463243900e-03f));
+  q = at::vec::fmadd(x2, q, V(4.89352518554385e-03f));
+  // clamp drops NaN on some instruction sets: put it back (x != x only for NaN)
+  const V r = V::blendv(p / q, a, a.abs() < V(0.0004f));
+  return V::blendv(r, a, a != a);
+}
+
 template <typename T>
 inline Vec<T> load(const T* p, int64_t n) {
   return n == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, n);
@@ -68,14 +98,14 @@ void lstm_forward(int64_t rows, int64_t J, int64_t H, T* gates, int64_t gs, cons
       const Vec<T> i = sigmoid(ai);
       const Vec<T> f = sigmoid(af);
       const Vec<T> o = sigmoid(ao);
-      const Vec<T> g = ag.tanh();
+      const Vec<T> g = tanh(ag);
       const Vec<T> cn = f * load_or_zero(cp == nullptr ? nullptr : cp + j, n) + i * g;
       store(i, gi + j, n);
       store(f, gf + j, n);
       store(o, go + j, n);
       store(g, gg + j, n);
       store(cn, cr + j, n);
-      store(o * cn.tanh(), hr + j, n);
+      store(o * tanh(cn), hr + j, n);
     }
   }
 }
@@ -101,7 +131,7 @@ void lstm_backward(int64_t rows, int64_t H, const T* gates, int64_t gs, const T*
       const Vec<T> f = load(gi + H + j, n);
       const Vec<T> o = load(gi + 2 * H + j, n);
       const Vec<T> g = load(gi + 3 * H + j, n);
-      const Vec<T> tc = load(cr + j, n).tanh();
+      const Vec<T> tc = tanh(load(cr + j, n));
       const Vec<T> dht = load_or_zero(dhr == nullptr ? nullptr : dhr + j, n) +
                          load_or_zero(dhrec == nullptr ? nullptr : dhrec + j, n);
       const Vec<T> dct = load(dcc + j, n) + load_or_zero(dcu == nullptr ? nullptr : dcu + j, n) +
@@ -124,7 +154,7 @@ void rnn_forward(int64_t rows, int64_t H, T* a, int64_t as, const T* add, int64_
     const T* dr = add == nullptr ? nullptr : add + r * adds;
     for (int64_t j = 0; j < H; j += W) {
       const int64_t n = std::min(W, H - j);
-      store((load(ar + j, n) + load_or_zero(dr == nullptr ? nullptr : dr + j, n)).tanh(), ar + j, n);
+      store(tanh(load(ar + j, n) + load_or_zero(dr == nullptr ? nullptr : dr + j, n)), ar + j, n);
     }
   }
 }
