@@ -169,18 +169,28 @@ int64_t row_grain(int64_t H, int64_t G, bool gemm_per_thread) {
   return std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, work_per_row));
 }
 
-// out (N*T, G) = x (N*T, D) @ W (D, G) + b.
+// Whether the forward's pointwise passes add the bias (BLAS and MKL engines: the
+// input projection is then a plain GEMM, with no pass over the (N*T, G) buffer
+// to lay the bias down first) or the input projection does (oneDNN).
+bool bias_in_pointwise(Engine engine) { return engine != Engine::OneDnn; }
+
+// out (N*T, G) = x (N*T, D) @ W (D, G), plus b unless bias_in_pointwise(engine).
 Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, Engine engine) {
-  const bool onednn = engine == Engine::OneDnn;
   const int64_t rows = x.size(0) * x.size(1), D = x.size(2), G = W.size(1);
-  if (onednn && rows > 0 && D > 0 && G > 0) return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
+  if (!bias_in_pointwise(engine) && rows > 0 && D > 0 && G > 0)
+    return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
   Tensor out = at::empty({rows, G}, x.options());
   if (rows == 0 || G == 0) return out;
-  out.copy_(b.unsqueeze(0).expand({rows, G}));
-  if (D == 0) return out;  // no inputs: the bias alone
+  if (D == 0) {  // no inputs: the bias alone
+    if (bias_in_pointwise(engine))
+      out.zero_();
+    else
+      out.copy_(b.unsqueeze(0).expand({rows, G}));
+    return out;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "input_projection", [&] {
     gemm<scalar_t>(false, false, rows, G, D, scalar_t(1), ptr<scalar_t>(x), D, ptr<scalar_t>(W), G,
-                   scalar_t(1), out.mutable_data_ptr<scalar_t>(), G);
+                   scalar_t(0), out.mutable_data_ptr<scalar_t>(), G);
   });
   return out;
 }
@@ -465,11 +475,13 @@ struct Rnn {
       using T = scalar_t;
       const auto& k = rnn_pointwise_kernels<T>();
       T* hp = mptr<T>(h);
+      const T* bp = bias_in_pointwise(engine) ? ptr<T>(b) : nullptr;
       forward_time_loop<T>(engine, h0, Wh, hp, hp, l,
                            [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld, int64_t u0,
                                int64_t J) {
                              k.rnn_forward(rows, J, hp + l.row(t, n0) * H + u0, l.stride * H,
-                                           add == nullptr ? nullptr : add + u0, add_ld);
+                                           add == nullptr ? nullptr : add + u0, add_ld,
+                                           bp == nullptr ? nullptr : bp + u0);
                            });
     });
     return h;
@@ -514,6 +526,7 @@ struct Lstm {
       T* hp = mptr<T>(h);
       T* cp = mptr<T>(c);
       const T* c0p = ptr<T>(c0);
+      const T* bp = bias_in_pointwise(engine) ? ptr<T>(b) : nullptr;
       const int64_t ld = l.stride * H;
       forward_time_loop<T>(engine, h0, Wh, gp, hp, l,
                            [&](int64_t n0, int64_t rows, int64_t t, const T* add, int64_t add_ld, int64_t u0,
@@ -521,7 +534,8 @@ struct Lstm {
                              const T* cprev = (t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H) + u0;
                              const int64_t row = l.row(t, n0);
                              k.lstm_forward(rows, J, H, gp + row * G + u0, l.stride * G,
-                                            add == nullptr ? nullptr : add + u0, add_ld, cprev, t == 0 ? H : ld,
+                                            add == nullptr ? nullptr : add + u0, add_ld,
+                                            bp == nullptr ? nullptr : bp + u0, cprev, t == 0 ? H : ld,
                                             cp + row * H + u0, ld, hp + row * H + u0, ld);
                            });
     });

@@ -75,7 +75,7 @@ inline void store(const Vec<T>& v, T* p, int64_t n) {
 
 template <typename T>
 void lstm_forward(int64_t rows, int64_t J, int64_t H, T* gates, int64_t gs, const T* add, int64_t as,
-                  const T* c_prev, int64_t cps, T* c, int64_t cs, T* h, int64_t hs) {
+                  const T* bias, const T* c_prev, int64_t cps, T* c, int64_t cs, T* h, int64_t hs) {
   constexpr int64_t W = Vec<T>::size();
   for (int64_t r = 0; r < rows; ++r) {
     T* gi = gates + r * gs;
@@ -94,6 +94,12 @@ void lstm_forward(int64_t rows, int64_t J, int64_t H, T* gates, int64_t gs, cons
         af = af + load(ar + H + j, n);
         ao = ao + load(ar + 2 * H + j, n);
         ag = ag + load(ar + 3 * H + j, n);
+      }
+      if (bias != nullptr) {
+        ai = ai + load(bias + j, n);
+        af = af + load(bias + H + j, n);
+        ao = ao + load(bias + 2 * H + j, n);
+        ag = ag + load(bias + 3 * H + j, n);
       }
       const Vec<T> i = sigmoid(ai);
       const Vec<T> f = sigmoid(af);
@@ -147,14 +153,16 @@ void lstm_backward(int64_t rows, int64_t H, const T* gates, int64_t gs, const T*
 }
 
 template <typename T>
-void rnn_forward(int64_t rows, int64_t H, T* a, int64_t as, const T* add, int64_t adds) {
+void rnn_forward(int64_t rows, int64_t H, T* a, int64_t as, const T* add, int64_t adds, const T* bias) {
   constexpr int64_t W = Vec<T>::size();
   for (int64_t r = 0; r < rows; ++r) {
     T* ar = a + r * as;
     const T* dr = add == nullptr ? nullptr : add + r * adds;
     for (int64_t j = 0; j < H; j += W) {
       const int64_t n = std::min(W, H - j);
-      store(tanh(load(ar + j, n) + load_or_zero(dr == nullptr ? nullptr : dr + j, n)), ar + j, n);
+      store(tanh(load(ar + j, n) + load_or_zero(dr == nullptr ? nullptr : dr + j, n) +
+                 load_or_zero(bias == nullptr ? nullptr : bias + j, n)),
+            ar + j, n);
     }
   }
 }
