@@ -1,10 +1,11 @@
 // CPU kernels of the vanilla RNN and LSTM ops (schemas in csrc/a3ext.cpp).
 //
 // Schedule, as in the fastest RNN libraries (haste, cuDNN, onnxruntime):
-//  forward   one GEMM projects the inputs of all N*T rows at once (bias folded
-//            in); the time loop then does, per step, one recurrent GEMM that
-//            accumulates into that buffer in place (beta = 1) and one fused,
-//            vectorized pointwise pass that writes h, c and the activated gates.
+//  forward   one GEMM projects the inputs of all N*T rows at once; the time
+//            loop then does, per step, one recurrent GEMM that accumulates into
+//            that buffer in place (beta = 1) and one fused, vectorized pointwise
+//            pass that adds the bias (the oneDNN engine folds it into the input
+//            GEMM instead) and writes h, c and the activated gates.
 //  backward  the time loop only carries the recurrence (one pointwise pass and
 //            one dh GEMM per step); dx, dWx, dWh and db are whole-sequence
 //            GEMMs / reductions after the loop.
