@@ -156,11 +156,9 @@ def bench_optimizer(args) -> dict:
     import statistics
 
     from a3ext import datasets
-    from a3ext.gan import GANTrainer, build_gan, get_optimizer
+    from a3ext.gan import GANTrainer, as_unit_images, build_gan, get_optimizer
 
-    x = datasets.mnist_5k().images[:64]
-    x = x.to(torch.float32).div(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
-    x = x.reshape(64, 1, 28, 28)
+    x = as_unit_images(datasets.mnist_5k().images[:64])
     out = {}
     for kind, n in (("vanilla", 40), ("dc", 6)):
         trainers = {}

@@ -197,9 +197,10 @@ def get_optimizer(model: nn.Module, lr: float = 1e-3, betas: tuple[float, float]
     """Adam with the assignment's hyperparameters (lr 1e-3, betas (0.5, 0.999)).
 
     ``fused=True`` (keyword-only, a3ext's): torch's fused kernel, which updates all
-    parameters in one pass — the same update to rounding, 14-23 % less time per DCGAN
+    parameters in one pass — the same update to rounding, 10-23 % less time per DCGAN
     or vanilla-GAN iteration on a 2-core CPU than the default multi-tensor kernel
-    (``benchmarks/bench_gan.py --only optimizer``, torch 2.13); the parameters must be floating point on the CPU or a GPU."""
+    (``benchmarks/bench_gan.py --only optimizer``, torch 2.13); the parameters must be
+    floating point on the CPU or a GPU."""
     return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), fused=True if fused else None)
 
 
