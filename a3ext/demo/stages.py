@@ -9,7 +9,7 @@ Timing design (2-core machine): ``quick`` aims at about 1-4 minutes per stage (u
 10 minutes in all), ``full`` at under an hour in all, ``tiny`` at seconds per stage.
 Measured ``quick`` wall seconds, 2 threads, quiet Intel Xeon (2026-11-30): captioning
 44, visualization 114 (of which 60 for render_class), style 60, GANs 239 (vanilla 53,
-LS 44, DC 42, WGAN-GP 72, semi-supervised 26), plus 20 s once for the GAN quality
+LS 44, DC 42, WGAN-GP 72, semi-supervised 26; 263 s in a later run, machine slower), plus 20 s once for the GAN quality
 classifier when it is not cached yet. ``full`` GANs: 1,105 s (vanilla 137, LS 135,
 DC 265, WGAN-GP 373, semi-supervised 192).
 
