@@ -197,6 +197,14 @@ def _lr_at(lr: float, step: int, total: int, decay_start: float) -> float:
     return lr * max(0.0, (total - step) / max(1, total - start))
 
 
+def _adam(model: nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam(lr, betas (0.5, 0.999)) with torch's fused kernel (one pass over all
+    parameters; the same update as the default kernel to rounding, and 15 % of a 1-thread
+    training step less: the multi-tensor kernel's ten passes over D's 1.5 M parameters
+    cost about as much as D's weight normalisation and noise together)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999), fused=True)
+
+
 def _labeled_batches(n_labeled: int, batch_size: int, g: torch.Generator):
     """Endless stream of index batches over the labeled set (reshuffled each pass)."""
     buf = torch.empty(0, dtype=torch.long)
@@ -217,7 +225,7 @@ def train_semi_supervised(x_unlabeled: torch.Tensor, x_labeled: torch.Tensor, y_
     ``x_unlabeled`` (all training images, labeled ones included) and ``x_labeled`` are
     ``(N, 784)`` in [0, 1]. One epoch = one pass over ``x_unlabeled`` in batches of
     ``batch_size``; each step also draws ``batch_size`` labeled images (the small
-    labeled set cycles). Adam(lr, betas (0.5, 0.999)), lr decayed linearly to 0 after
+    labeled set cycles). Adam(lr, betas (0.5, 0.999); torch's fused kernel), lr decayed linearly to 0 after
     ``decay_start`` of the steps. Deterministic given ``seed``. ``on_epoch(epoch, D, G)``
     is called after every epoch (D and G still in training mode; restore it if changed).
     """
@@ -227,8 +235,8 @@ def train_semi_supervised(x_unlabeled: torch.Tensor, x_labeled: torch.Tensor, y_
         torch.manual_seed(seed)
         D = SemiSupervisedDiscriminator(num_classes)
         G = FeatureMatchingGenerator(noise_dim)
-        opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
-        opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+        opt_d = _adam(D, lr)
+        opt_g = _adam(G, lr)
         g = torch.Generator().manual_seed(seed + 1)
         lab = _labeled_batches(x_labeled.shape[0], batch_size, g)
         steps_per_epoch = x_unlabeled.shape[0] // batch_size
@@ -299,7 +307,7 @@ def train_supervised_baseline(x_labeled: torch.Tensor, y_labeled: torch.Tensor, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         D = SemiSupervisedDiscriminator(num_classes)
-        opt = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+        opt = _adam(D, lr)
         g = torch.Generator().manual_seed(seed + 1)
         lab = _labeled_batches(x_labeled.shape[0], batch_size, g)
         for step in tqdm(range(steps), disable=not progress, desc="supervised baseline", unit="it",
