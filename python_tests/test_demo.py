@@ -284,3 +284,42 @@ def test_page_renders_in_headless_chromium(tiny_run, tmp_path):
     assert px.std() > 10.0, f"screenshot is blank (pixel std {px.std():.2f})"
     colours = np.unique(px.reshape(-1, 3)[::7].astype(np.uint8), axis=0)
     assert len(colours) > 50, f"screenshot has only {len(colours)} colours"
+
+
+def test_gan_stage_jobs_give_the_same_results_in_worker_processes(tmp_path):
+    """The GAN stage runs its trainings in a JobPool: two spawned single-threaded
+    workers give exactly what the same jobs give in this process at one thread, and a
+    job's exception reaches the caller."""
+    import torch
+
+    from a3ext.demo.runner import JobPool
+    from a3ext.gan import load_digits
+
+    s = SETTINGS["tiny"]["gan"]
+    digits = load_digits("mnist5k", seed=0).train
+    images, labels = digits.images[:256], digits.labels[:256]
+
+    def jobs(prefix):
+        out = {k: (stages._gan_job, (k, images, labels, s, tmp_path / f"{prefix}_{k}")) for k in ("dc", "vanilla")}
+        out["bad"] = (stages._gan_job, ("painting", images, labels, s, tmp_path / f"{prefix}_bad"))
+        return out
+
+    with JobPool(jobs("par"), threads=2) as pool:
+        assert (pool.workers, pool.threads_per_worker) == (2, 1)
+        par = {k: pool.result(k) for k in ("dc", "vanilla")}
+        with pytest.raises(KeyError, match="painting"):
+            pool.result("bad")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with JobPool(jobs("seq"), threads=1) as pool:
+            assert pool.workers == 1
+            seq = {k: pool.result(k) for k in ("dc", "vanilla")}
+    finally:
+        torch.set_num_threads(previous)
+    for k in ("dc", "vanilla"):
+        assert par[k]["parallel"] and not seq[k]["parallel"]
+        assert par[k]["threads"] == seq[k]["threads"] == 1
+        assert par[k]["iterations"] == seq[k]["iterations"] == s["iterations"][k]
+        assert par[k]["history"] == seq[k]["history"]
+        assert torch.equal(par[k]["images"], seq[k]["images"])

@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 from .._util import atomic_write
 from .stage_list import METRIC_KEYS, MODES, STAGES
 
-__all__ = ["STAGES", "MODES", "METRIC_KEYS", "StageContext", "run_demo", "atomic_write_bytes",
+__all__ = ["STAGES", "MODES", "METRIC_KEYS", "StageContext", "JobPool", "run_demo", "atomic_write_bytes",
            "atomic_write_text", "atomic_write_json"]
 
 RECORD_VERSION = 1
@@ -173,14 +173,32 @@ class StageContext:
         self.blocks.append({"type": "gallery", "items": items, "caption": str(caption), "min_width": int(min_width)})
 
     # -- resumable sub-steps ---------------------------------------------------------------
+    def _finished_substep(self, key: str) -> dict | None:
+        path = self.work / f"step_{key}.json"
+        rec = _read_json(path) if path.is_file() else None
+        if (isinstance(rec, dict) and rec.get("mode") == self.mode and _images_exist(self.out_dir, rec.get("blocks", []))
+                and all((self.out_dir / f).is_file() for f in _png_strings(rec.get("value")))):
+            return rec
+        return None
+
+    def jobs(self, jobs: dict) -> "JobPool":
+        """A :class:`JobPool` for independent jobs ``{key: (fn, args)}`` over this process's
+        torch threads (the demo's ``threads``)."""
+        import torch
+
+        return JobPool(jobs, torch.get_num_threads())
+
+    def substep_done(self, key: str) -> bool:
+        """Whether :meth:`substep` ``key`` would reuse an interrupted run's result."""
+        return self._finished_substep(key) is not None
+
     def substep(self, key: str, fn: Callable[[], object]):
         """Run ``fn()`` once: its return value (JSON) and the blocks it added are stored in
         ``work/<stage>/<key>.json``; a rerun of the stage (after an interruption) reuses
         them when every picture they reference still exists."""
         path = self.work / f"step_{key}.json"
-        rec = _read_json(path) if path.is_file() else None
-        if (isinstance(rec, dict) and rec.get("mode") == self.mode and _images_exist(self.out_dir, rec.get("blocks", []))
-                and all((self.out_dir / f).is_file() for f in _png_strings(rec.get("value")))):
+        rec = self._finished_substep(key)
+        if rec is not None:
             self.blocks.extend(rec["blocks"])
             self.timings[key] = dict(rec.get("timing", {}), reused=True)
             return rec.get("value")
@@ -191,6 +209,77 @@ class StageContext:
         self.timings[key] = timing
         atomic_write_json(path, {"mode": self.mode, "value": value, "blocks": self.blocks[start:], "timing": timing})
         return value
+
+
+# --------------------------------------------------------------------------- parallel jobs
+
+def _job_worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class JobPool:
+    """Independent jobs ``{key: (fn, args)}`` run in worker processes, so that a stage
+    made of several small trainings uses every core: on 2 cores two single-threaded
+    trainings side by side do more work per second than one after the other on two
+    threads (small networks spend much of a 2-thread step waiting at OpenMP barriers).
+
+    ``fn`` must be a module-level function and ``args`` and the result picklable.
+    ``threads`` cores are shared out: ``min(threads, len(jobs))`` workers (spawned, not
+    forked) with ``threads // workers`` torch threads each; jobs start in the order
+    given (put the longest first). With ``threads < 2`` or one job nothing is spawned
+    and each job runs in this process when its result is asked for. A job's result
+    depends on its thread count only (as any torch computation): the same in a worker
+    with one thread as here with one thread. Use as a context manager; leaving it
+    cancels the jobs not yet started and waits for the running ones.
+    """
+
+    def __init__(self, jobs: dict, threads: int):
+        self._jobs = dict(jobs)
+        self._done: dict = {}
+        self._futures: dict = {}
+        self._executor = None
+        self.workers = min(int(threads), len(self._jobs)) if threads >= 2 else 1
+        self.threads_per_worker = max(1, int(threads) // self.workers)
+        if self.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_job_worker_init,
+                                                 initargs=(self.threads_per_worker,))
+            for key, (fn, args) in self._jobs.items():
+                self._futures[key] = self._executor.submit(fn, *args)
+
+    def result(self, key):
+        """The job's return value (waits for it; re-raises its exception)."""
+        if key in self._futures:
+            return self._futures[key].result()
+        if key not in self._done:
+            fn, args = self._jobs[key]
+            self._done[key] = fn(*args)
+        return self._done[key]
+
+    def close(self, abort: bool = False) -> None:
+        """Cancel the jobs not started; wait for the running ones (``abort``: stop them)."""
+        ex, self._executor = self._executor, None
+        if ex is None:
+            return
+        processes = list((getattr(ex, "_processes", None) or {}).values())  # to stop them on abort
+        ex.shutdown(wait=not abort, cancel_futures=True)
+        if abort:
+            for p in processes:
+                if p.is_alive():
+                    p.terminate()
+            for p in processes:
+                p.join(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(abort=exc_type is not None)
 
 
 def _cell(v):
