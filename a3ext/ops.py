@@ -968,7 +968,9 @@ def gemm_backend(name: str) -> Iterator[None]:
     packed once per call (float32; float64 runs BLAS) and MKL's SYRK for the Gram
     forward (float32 and float64); ``"blas_batch"``: BLAS as one multi-threaded
     GEMM per time step on the whole batch (time-loop ops; the Gram op runs
-    ``"blas"``). Forcing an engine this torch lacks
+    ``"blas"``); ``"own"``: a3ext's AVX-512 kernel for the float32 Gram forward
+    (CPUs whose ATen capability is AVX512; everything else runs ``"blas"``).
+    Forcing ``"onednn"`` or ``"mkl"`` when this torch lacks it
     (:func:`gemm_engines`) raises for float32 work. Results agree to rounding.
     """
     previous = _ops._set_gemm_backend(name)
@@ -979,8 +981,9 @@ def gemm_backend(name: str) -> Iterator[None]:
 
 
 def gemm_engines() -> list[str]:
-    """The GEMM engines this torch build provides ("blas" always; "onednn" with
-    oneDNN; "mkl" when libtorch exports MKL's packed GEMM / SYRK, as on x86 wheels)."""
+    """The GEMM engines this torch build and CPU provide ("blas" always; "onednn" with
+    oneDNN; "mkl" when libtorch exports MKL's packed GEMM / SYRK, as on x86 wheels;
+    "blas_batch"; "own" on AVX-512 CPUs: a3ext's float32 Gram kernel)."""
     return _ops._gemm_engines().split(",")
 
 

@@ -11,7 +11,7 @@ def _seed():
     yield
 
 
-@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch"])
+@pytest.fixture(params=["auto", "blas", "onednn", "mkl", "blas_batch", "own"])
 def backend(request):
     """Every correctness test that takes it runs under each GEMM engine of the CPU
     kernels (an engine this torch build lacks is skipped)."""

@@ -282,7 +282,7 @@ def test_gemm_backend_selection():
     with ops.gemm_backend("blas"):
         assert torch.ops.a3ext._set_gemm_backend("blas") == "blas"
     assert torch.ops.a3ext._set_gemm_backend("auto") == "auto"
-    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch'"):
+    with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch', 'own'"):
         with ops.gemm_backend("cuda"):
             pass
 

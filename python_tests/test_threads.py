@@ -95,3 +95,52 @@ def test_idle_threads_do_not_spin_when_a3ext_came_first():
     assert passive["ratio"] < 0.4, passive  # the other thread sleeps between the parallel regions
     spin = _python(_SPIN_PROBE, _clean_env(), "torch-first")
     assert spin["policy"] is None and spin["ratio"] > 2 * passive["ratio"], (spin, passive)  # it spins
+
+
+_PARALLEL_PROBE = """
+import json, time, resource, torch, a3ext
+from a3ext import ops
+torch.set_num_threads(2)
+# the 'own' Gram engine splits the pixels over the threads with at::parallel_for;
+# the 'blas' engine of the Gram op does not use it, so compare the two threads' CPU
+f = torch.randn(1, 64, 256, 256)
+engine = "own" if "own" in ops.gemm_engines() else None
+maps = [l.split()[-1] for l in open('/proc/self/maps') if 'gomp' in l.split()[-1]]
+res = {"engine": engine, "gomp": sorted(set(maps))}
+if engine:
+    with ops.gemm_backend(engine):
+        ops.gram(f)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(40):
+            ops.gram(f)
+        res["cpu_per_wall"] = (time.process_time() - c0) / (time.perf_counter() - t0)
+print(json.dumps(res))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_kernels_parallel_loops_run_on_torchs_openmp_threads():
+    """at::parallel_for runs serially in code compiled without -fopenmp: the build
+    compiles the kernels with it and binds them to the OpenMP runtime torch loaded
+    (one runtime in the process), and a parallel loop keeps two threads busy."""
+    import a3ext._C
+
+    if not torch_openmp():
+        pytest.skip("this torch is not an OpenMP build")
+    assert b"GOMP_parallel" in open(a3ext._C.__file__, "rb").read()
+    out = subprocess.run([sys.executable, "-c", _PARALLEL_PROBE], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(res["gomp"]) == 1, res["gomp"]  # torch's libgomp only
+    if res["engine"] is None:
+        pytest.skip("no 'own' engine on this CPU (needs AVX-512) to observe a parallel loop")
+    # two threads working: process CPU time well above wall time (1.0 = one thread);
+    # on a loaded machine the ratio drops, so only fewer than 1.3 fails
+    assert res["cpu_per_wall"] > 1.3, res
+
+
+def torch_openmp() -> bool:
+    import torch
+
+    return torch.backends.openmp.is_available()

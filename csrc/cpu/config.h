@@ -8,7 +8,8 @@ namespace a3ext::cpu {
 // Instruction set the pointwise passes run with: "DEFAULT", "AVX2" or "AVX512".
 const char* rnn_pointwise_isa();
 
-// GEMM engine of the CPU ops (see gemm_engine.h): "auto", "blas", "onednn" or "mkl".
+// GEMM engine of the CPU ops (see gemm_engine.h): "auto", "blas", "onednn", "mkl",
+// "blas_batch" or "own".
 // Returns the previous setting.
 std::string set_gemm_backend(const std::string& backend);
 

@@ -9,13 +9,14 @@
 #include <sstream>
 
 #include "config.h"
+#include "gram_tiles.h"
 #include "mkl_dl.h"
 
 namespace a3ext::cpu {
 namespace {
 std::atomic<int> g_gemm_backend{0};  // index into kBackendNames
-constexpr const char* kBackendNames[] = {"auto", "blas", "onednn", "mkl", "blas_batch"};
-constexpr int kBackends = 5;
+constexpr const char* kBackendNames[] = {"auto", "blas", "onednn", "mkl", "blas_batch", "own"};
+constexpr int kBackends = 6;
 
 struct Choice {
   Engine engine;
@@ -36,6 +37,7 @@ const char* engine_name(Engine e) {
     case Engine::OneDnn: return "onednn";
     case Engine::Mkl: return "mkl";
     case Engine::BlasBatch: return "blas_batch";
+    case Engine::Own: return "own";
   }
   return "?";
 }
@@ -111,7 +113,7 @@ std::string set_gemm_backend(const std::string& backend) {
     if (backend == kBackendNames[i]) return kBackendNames[g_gemm_backend.exchange(i)];
   }
   TORCH_CHECK_VALUE(false, "a3ext: unknown GEMM backend '", backend,
-                    "'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch'");
+                    "'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch', 'own'");
 }
 
 namespace {
@@ -134,7 +136,7 @@ void set_engine_choice(const std::string& key, const std::string& engine) {
     g_choices.erase(key);
     return;
   }
-  for (Engine e : {Engine::Blas, Engine::OneDnn, Engine::Mkl, Engine::BlasBatch}) {
+  for (Engine e : {Engine::Blas, Engine::OneDnn, Engine::Mkl, Engine::BlasBatch, Engine::Own}) {
     if (engine == engine_name(e)) {
       g_choices[key] = Choice{e, {}, 0.0};
       return;
@@ -153,7 +155,9 @@ std::string available_engines() {
   std::string s = "blas";
   if (OneDnnLinear::get().available()) s += ",onednn";
   if (mkl_api().has_packed_sgemm() || mkl_api().has_syrk<float>()) s += ",mkl";
-  return s + ",blas_batch";
+  s += ",blas_batch";
+  if (own_gram_available()) s += ",own";
+  return s;
 }
 }  // namespace
 

@@ -13,12 +13,14 @@
 //        weights packed once per call (cblas_sgemm_pack, float32; float64 has
 //        no packed dgemm and runs the blas engine) and MKL's SYRK for the Gram
 //        forward (float32 and float64).
+// own    a3ext's own kernel where one beats the libraries: the float32 Gram
+//        forward on AVX-512 CPUs (gram_tiles.cpp); other ops and dtypes run blas.
 // Which one is fastest depends on the CPU (on an AMD EPYC oneDNN won the
 // per-step GEMM, on an Intel Xeon MKL's packed GEMM beat both others), so in
 // `auto` mode an op measures: the first call of each shape class runs a short
 // trial of every available engine on synthetic data of that shape and keeps
 // the fastest for the rest of the process (select_engine). `blas`, `onednn`,
-// `mkl` and `blas_batch` force one engine (the tests run every one; results
+// `mkl`, `blas_batch` and `own` force one engine (the tests run every one; results
 // agree to rounding).
 #pragma once
 #include <ATen/ATen.h>
@@ -67,7 +69,7 @@ class OneDnnLinear {
 // (Only the Gram backward still decides this way.)
 bool use_onednn_gemm(at::ScalarType dtype, bool worth_it);
 
-enum class Engine : int { Blas = 0, OneDnn = 1, Mkl = 2, BlasBatch = 3 };
+enum class Engine : int { Blas = 0, OneDnn = 1, Mkl = 2, BlasBatch = 3, Own = 4 };
 const char* engine_name(Engine e);
 
 // The engine of one op call. `candidates`: the engines this op can run for this

@@ -6,10 +6,11 @@
 // mirrored; the scale is folded into the GEMM (BLAS alpha) or into the mirror
 // pass (oneDNN). Smaller problems take one full GEMM, where splitting loses.
 // The mkl engine runs MKL's own SYRK (mkl_blas_?syrk, found at run time) on the
-// upper triangle instead. In `auto` mode the engine is measured per (dtype, C,
+// upper triangle instead; the own engine (float32, AVX-512 CPUs) runs a3ext's
+// kernel of gram_tiles.cpp. In `auto` mode the engine is measured per (dtype, C,
 // H*W class) on the first call: blas (block triangle / full GEMM), oneDNN
-// (float32) and SYRK where this torch has them, each timed on one synthetic
-// image of that shape.
+// (float32), SYRK and the own kernel where this torch and CPU have them, each
+// timed on one synthetic image of that shape.
 // Backward: dF = s (dG + dG^T) F, one GEMM per image, right for any (not
 // necessarily symmetric) upstream gradient.
 #include <ATen/ATen.h>
@@ -20,13 +21,27 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "blas.h"
 #include "../gram_common.h"
 #include "gemm_engine.h"
+#include "gram_tiles.h"
 #include "mkl_dl.h"
+#include "rnn_pointwise.h"
 
 namespace a3ext::cpu {
+
+bool own_gram_available() {
+#ifdef A3EXT_HAVE_AVX512
+  static const bool ok = std::string(rnn_pointwise_isa()) == "AVX512";
+  return ok;
+#else
+  return false;
+#endif
+}
+
 namespace {
 
 using at::Tensor;
@@ -72,6 +87,31 @@ void mirror(T* G, int64_t C, bool scale, T s) {
   });
 }
 
+#ifdef A3EXT_HAVE_AVX512
+// The own engine for one image: the pixels split into one range per thread (at
+// least 4 panels each), each thread accumulating its range into its own buffer
+// (gram_own_accumulate_avx512); then G = s * (sum of the buffers), mirrored.
+void gram_own(const float* F, int64_t C, int64_t M, float s, float* G) {
+  const int64_t Cp = gram_own_padded(C);
+  const int64_t chunks =
+      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), M / (4 * gram_own_panel_pixels(C))));
+  std::vector<float> partial(static_cast<size_t>(chunks * Cp * Cp), 0.f);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t p0 = M * c / chunks, p1 = M * (c + 1) / chunks;
+      gram_own_accumulate_avx512(F + p0, C, M, p1 - p0, partial.data() + c * Cp * Cp);
+    }
+  });
+  for (int64_t j = 0; j < C; ++j)  // upper triangle: G[i][j] = s * sum_c Gt_c[j][i], i <= j
+    for (int64_t i = 0; i <= j; ++i) {
+      float v = partial[j * Cp + i];
+      for (int64_t c = 1; c < chunks; ++c) v += partial[c * Cp * Cp + j * Cp + i];
+      G[i * C + j] = s * v;
+    }
+  mirror<float>(G, C, false, 0.f);
+}
+#endif
+
 // G (N, C, C) from contiguous f (N, C, H, W) with the given engine, s the scale.
 void gram_into(const Tensor& f, Tensor& G, double s, Engine engine) {
   const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
@@ -85,6 +125,12 @@ void gram_into(const Tensor& f, Tensor& G, double s, Engine engine) {
       Tensor Gn = G[n];
       const T* F = Fn.const_data_ptr<T>();
       T* g = Gn.mutable_data_ptr<T>();
+#ifdef A3EXT_HAVE_AVX512
+      if (std::is_same_v<T, float> && engine == Engine::Own) {  // a3ext's kernel (gram_tiles.cpp)
+        gram_own(reinterpret_cast<const float*>(F), C, M, static_cast<float>(s), reinterpret_cast<float*>(g));
+        continue;
+      }
+#endif
       if (engine == Engine::Mkl) {  // SYRK: the upper triangle in one call, scale folded in
         mkl_syrk_upper<T>(C, M, static_cast<T>(s), F, M, g, C);
         mirror<T>(g, C, false, T(0));
@@ -125,6 +171,7 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
   const bool syrk = dtype == at::kFloat ? mkl_api().has_syrk<float>() : mkl_api().has_syrk<double>();
   if (syrk) candidates.push_back(Engine::Mkl);
+  if (dtype == at::kFloat && own_gram_available()) candidates.push_back(Engine::Own);
   const std::string key = std::string("gram_fwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
                           " M" + std::to_string(size_class(M));
   Tensor fc, Gc;  // one synthetic image of this shape, made on the first (untimed) trial run
