@@ -968,7 +968,7 @@ def gemm_backend(name: str) -> Iterator[None]:
     packed once per call (float32; float64 runs BLAS) and MKL's SYRK for the Gram
     forward (float32 and float64); ``"blas_batch"``: BLAS as one multi-threaded
     GEMM per time step on the whole batch (time-loop ops; the Gram op runs
-    ``"blas"``); ``"own"``: a3ext's AVX-512 kernel for the float32 Gram forward
+    ``"blas"``); ``"own"``: a3ext's AVX-512 kernel for the Gram forward
     (CPUs whose ATen capability is AVX512; everything else runs ``"blas"``).
     Forcing ``"onednn"`` or ``"mkl"`` when this torch lacks it
     (:func:`gemm_engines`) raises for float32 work. Results agree to rounding.
@@ -983,7 +983,7 @@ def gemm_backend(name: str) -> Iterator[None]:
 def gemm_engines() -> list[str]:
     """The GEMM engines this torch build and CPU provide ("blas" always; "onednn" with
     oneDNN; "mkl" when libtorch exports MKL's packed GEMM / SYRK, as on x86 wheels;
-    "blas_batch"; "own" on AVX-512 CPUs: a3ext's float32 Gram kernel)."""
+    "blas_batch"; "own" on AVX-512 CPUs: a3ext's Gram kernel)."""
     return _ops._gemm_engines().split(",")
 
 

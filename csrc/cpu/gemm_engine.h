@@ -13,8 +13,8 @@
 //        weights packed once per call (cblas_sgemm_pack, float32; float64 has
 //        no packed dgemm and runs the blas engine) and MKL's SYRK for the Gram
 //        forward (float32 and float64).
-// own    a3ext's own kernel where one beats the libraries: the float32 Gram
-//        forward on AVX-512 CPUs (gram_tiles.cpp); other ops and dtypes run blas.
+// own    a3ext's own kernel where one beats the libraries: the Gram forward
+//        (float32, float64) on AVX-512 CPUs (gram_tiles.cpp); other ops run blas.
 // Which one is fastest depends on the CPU (on an AMD EPYC oneDNN won the
 // per-step GEMM, on an Intel Xeon MKL's packed GEMM beat both others), so in
 // `auto` mode an op measures: the first call of each shape class runs a short

@@ -6,7 +6,7 @@
 // mirrored; the scale is folded into the GEMM (BLAS alpha) or into the mirror
 // pass (oneDNN). Smaller problems take one full GEMM, where splitting loses.
 // The mkl engine runs MKL's own SYRK (mkl_blas_?syrk, found at run time) on the
-// upper triangle instead; the own engine (float32, AVX-512 CPUs) runs a3ext's
+// upper triangle instead; the own engine (AVX-512 CPUs) runs a3ext's
 // kernel of gram_tiles.cpp. In `auto` mode the engine is measured per (dtype, C,
 // H*W class) on the first call: blas (block triangle / full GEMM), oneDNN
 // (float32), SYRK and the own kernel where this torch and CPU have them, each
@@ -91,11 +91,12 @@ void mirror(T* G, int64_t C, bool scale, T s) {
 // The own engine for one image: the pixels split into one range per thread (at
 // least 4 panels each), each thread accumulating its range into its own buffer
 // (gram_own_accumulate_avx512); then G = s * (sum of the buffers), mirrored.
-void gram_own(const float* F, int64_t C, int64_t M, float s, float* G) {
+template <typename T>
+void gram_own(const T* F, int64_t C, int64_t M, T s, T* G) {
   const int64_t Cp = gram_own_padded(C);
-  const int64_t chunks =
-      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), M / (4 * gram_own_panel_pixels(C))));
-  std::vector<float> partial(static_cast<size_t>(chunks * Cp * Cp), 0.f);
+  const int64_t chunks = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), M / (4 * gram_own_panel_pixels(C, sizeof(T)))));
+  std::vector<T> partial(static_cast<size_t>(chunks * Cp * Cp), T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t p0 = M * c / chunks, p1 = M * (c + 1) / chunks;
@@ -104,11 +105,11 @@ void gram_own(const float* F, int64_t C, int64_t M, float s, float* G) {
   });
   for (int64_t j = 0; j < C; ++j)  // upper triangle: G[i][j] = s * sum_c Gt_c[j][i], i <= j
     for (int64_t i = 0; i <= j; ++i) {
-      float v = partial[j * Cp + i];
+      T v = partial[j * Cp + i];
       for (int64_t c = 1; c < chunks; ++c) v += partial[c * Cp * Cp + j * Cp + i];
       G[i * C + j] = s * v;
     }
-  mirror<float>(G, C, false, 0.f);
+  mirror<T>(G, C, false, T(0));
 }
 #endif
 
@@ -126,8 +127,8 @@ void gram_into(const Tensor& f, Tensor& G, double s, Engine engine) {
       const T* F = Fn.const_data_ptr<T>();
       T* g = Gn.mutable_data_ptr<T>();
 #ifdef A3EXT_HAVE_AVX512
-      if (std::is_same_v<T, float> && engine == Engine::Own) {  // a3ext's kernel (gram_tiles.cpp)
-        gram_own(reinterpret_cast<const float*>(F), C, M, static_cast<float>(s), reinterpret_cast<float*>(g));
+      if (engine == Engine::Own) {  // a3ext's kernel (gram_tiles.cpp)
+        gram_own<T>(F, C, M, static_cast<T>(s), g);
         continue;
       }
 #endif
@@ -171,7 +172,7 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
   const bool syrk = dtype == at::kFloat ? mkl_api().has_syrk<float>() : mkl_api().has_syrk<double>();
   if (syrk) candidates.push_back(Engine::Mkl);
-  if (dtype == at::kFloat && own_gram_available()) candidates.push_back(Engine::Own);
+  if (own_gram_available()) candidates.push_back(Engine::Own);
   const std::string key = std::string("gram_fwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
                           " M" + std::to_string(size_class(M));
   Tensor fc, Gc;  // one synthetic image of this shape, made on the first (untimed) trial run

@@ -1,13 +1,13 @@
-// a3ext's own float32 Gram kernel (the "own" GEMM engine of a3ext.gram),
+// a3ext's own Gram kernel, float32 and float64 (the "own" GEMM engine of a3ext.gram),
 // AVX-512; compiled only into the AVX512 object library (see CMakeLists.txt) and
 // used only when ATen's CPU capability is AVX512.
 //
 // G = s F F^T for one image, F (C, M) row-major. gram_kernel.cpp splits the
 // pixels into one contiguous range per thread; each thread walks its range in panels of kc
 // pixels: it transposes the panel (C x kc) into a pixel-major copy (kc x Cp,
-// Cp = C rounded up to 16, zero padded; kc = 128 at C = 64) that stays in L1,
+// Cp = C rounded up to 16, zero padded; kc = 128 at C = 64 in float32) that stays in L1,
 // then runs an outer-product micro-kernel over the block upper triangle: 32 rows
-// of G (two vectors) x 8 columns (broadcasts), 16 accumulators in registers for
+// of G (two vectors; 16 in float64) x 8 columns (broadcasts), 16 accumulators in registers for
 // the whole panel. Each thread sums into its own Cp x Cp buffer; gram_kernel.cpp
 // adds the buffers, scales and mirrors, so G is exactly symmetric. (This file is
 // compiled without OpenMP: the threads are started by the caller.)
@@ -27,103 +27,162 @@
 namespace a3ext::cpu {
 namespace {
 
-// Pixels per panel: as many as keep the panel (kc x Cp floats) within 32 KB of L1,
-// a multiple of 16 between 16 and 256 (C = 64: 128).
-int64_t panel_pixels(int64_t Cp) {
-  return std::clamp<int64_t>(8192 / Cp / 16 * 16, 16, 256);
+// Pixels per panel: as many as keep the panel (kc x Cp elements) within 32 KB of
+// L1, a multiple of 16 between 16 and 256 (float32, C = 64: 128; float64: 64).
+int64_t panel_pixels(int64_t Cp, int64_t elem) {
+  return std::clamp<int64_t>(32768 / elem / Cp / 16 * 16, 16, 256);
 }
 
-// 16 x 16 transpose of r (rows) in registers.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
-    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
-    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  for (int i = 0; i < 16; i += 8)
-    for (int j = 0; j < 4; ++j) {
-      t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-      t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+// The AVX-512 operations per element type; L = lanes per register.
+template <typename T>
+struct Avx512;
+
+template <>
+struct Avx512<float> {
+  using R = __m512;
+  static constexpr int L = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  // 16 x 16 transpose of r (rows) in registers.
+  static void transpose(R r[16]) {
+    R t[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
-  for (int j = 0; j < 8; ++j) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-    r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    for (int i = 0; i < 16; i += 4) {
+      const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+      const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 16; i += 8)
+      for (int j = 0; j < 4; ++j) {
+        t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+        t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
+      }
+    for (int j = 0; j < 8; ++j) {
+      r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+      r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
+    }
   }
-}
+};
+
+template <>
+struct Avx512<double> {
+  using R = __m512d;
+  static constexpr int L = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static R set1(double v) { return _mm512_set1_pd(v); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  // 8 x 8 transpose of r (rows) in registers.
+  static void transpose(R r[8]) {
+    R t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);      // rows i, i+1: elements 0, 2, 4, 6
+      t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);  // elements 1, 3, 5, 7
+    }
+    for (int i = 0; i < 8; i += 4)
+      for (int k = 0; k < 2; ++k) {
+        u[i + k] = _mm512_shuffle_f64x2(t[i + k], t[i + 2 + k], 0x88);      // elements k, k+4
+        u[i + 2 + k] = _mm512_shuffle_f64x2(t[i + k], t[i + 2 + k], 0xdd);  // elements k+2, k+6
+      }
+    for (int k = 0; k < 4; ++k) {
+      r[k] = _mm512_shuffle_f64x2(u[k], u[k + 4], 0x88);
+      r[k + 4] = _mm512_shuffle_f64x2(u[k], u[k + 4], 0xdd);
+    }
+  }
+};
 
 // panel[q * Cp + c] = F[c * ldf + q] for q < kc, c < C; 0 for C <= c < Cp.
-// (Rows outer, pixels inner: 16 rows are read as 16 sequential streams; the other
-// order touches every row's line in turn, and rows M floats apart share L1 sets.)
-void pack(const float* F, int64_t C, int64_t Cp, int64_t ldf, int64_t kc, float* panel) {
-  const int64_t kv = kc / 16 * 16;
-  for (int64_t c0 = 0; c0 < Cp; c0 += 16) {
-    for (int64_t q0 = 0; q0 < kv; q0 += 16) {
-      __m512 r[16];
-      for (int64_t i = 0; i < 16; ++i)
-        r[i] = c0 + i < C ? _mm512_loadu_ps(F + (c0 + i) * ldf + q0) : _mm512_setzero_ps();
-      transpose16(r);
-      for (int64_t i = 0; i < 16; ++i) _mm512_storeu_ps(panel + (q0 + i) * Cp + c0, r[i]);
+// (Rows outer, pixels inner: L rows are read as L sequential streams; the other
+// order touches every row's line in turn, and rows M elements apart share L1 sets.)
+template <typename T>
+void pack(const T* F, int64_t C, int64_t Cp, int64_t ldf, int64_t kc, T* panel) {
+  using V = Avx512<T>;
+  constexpr int L = V::L;
+  const int64_t kv = kc / L * L;
+  for (int64_t c0 = 0; c0 < Cp; c0 += L) {
+    for (int64_t q0 = 0; q0 < kv; q0 += L) {
+      typename V::R r[L];
+      for (int64_t i = 0; i < L; ++i) r[i] = c0 + i < C ? V::load(F + (c0 + i) * ldf + q0) : V::zero();
+      V::transpose(r);
+      for (int64_t i = 0; i < L; ++i) V::store(panel + (q0 + i) * Cp + c0, r[i]);
     }
   }
   for (int64_t q = kv; q < kc; ++q) {  // the last pixels of a row that ends mid-vector
     for (int64_t c = 0; c < C; ++c) panel[q * Cp + c] = F[c * ldf + q];
-    for (int64_t c = C; c < Cp; ++c) panel[q * Cp + c] = 0.f;
+    for (int64_t c = C; c < Cp; ++c) panel[q * Cp + c] = T(0);
   }
 }
 
-// acc(16 MV x 8) over the panel's kc pixels: rows i0.. of G (vectors), columns
+// acc(L MV x 8) over the panel's kc pixels: rows i0.. of G (vectors), columns
 // j0..j0+7 (broadcasts); added to Gt[j * Cp + i] (G transposed; symmetric).
 // (Not inlined: compiled on its own, the 16 accumulators stay in registers; inlined
-// into the loops above, GCC 12 spilled some of them to the stack.)
-template <int MV>
-__attribute__((noinline)) void tile(const float* __restrict panel, int64_t Cp, int64_t kc, int64_t i0,
-                                    int64_t j0, float* __restrict Gt) {
-  constexpr int NR = 8;
-  __m512 acc[MV][NR];
+// into the loops below, GCC 12 spilled some of them to the stack.)
+template <typename T, int MV>
+__attribute__((noinline)) void tile(const T* __restrict panel, int64_t Cp, int64_t kc, int64_t i0, int64_t j0,
+                                    T* __restrict Gt) {
+  using V = Avx512<T>;
+  constexpr int NR = 8, L = V::L;
+  typename V::R acc[MV][NR];
   for (int v = 0; v < MV; ++v)
-    for (int j = 0; j < NR; ++j) acc[v][j] = _mm512_setzero_ps();
+    for (int j = 0; j < NR; ++j) acc[v][j] = V::zero();
   for (int64_t q = 0; q < kc; ++q) {
-    const float* row = panel + q * Cp;
-    __m512 a[MV];
-    for (int v = 0; v < MV; ++v) a[v] = _mm512_loadu_ps(row + i0 + 16 * v);
+    const T* row = panel + q * Cp;
+    typename V::R a[MV];
+    for (int v = 0; v < MV; ++v) a[v] = V::load(row + i0 + L * v);
     for (int j = 0; j < NR; ++j) {
-      const __m512 b = _mm512_set1_ps(row[j0 + j]);
-      for (int v = 0; v < MV; ++v) acc[v][j] = _mm512_fmadd_ps(a[v], b, acc[v][j]);
+      const typename V::R b = V::set1(row[j0 + j]);
+      for (int v = 0; v < MV; ++v) acc[v][j] = V::fmadd(a[v], b, acc[v][j]);
     }
   }
   for (int j = 0; j < NR; ++j)
     for (int v = 0; v < MV; ++v) {
-      float* g = Gt + (j0 + j) * Cp + i0 + 16 * v;
-      _mm512_storeu_ps(g, _mm512_add_ps(_mm512_loadu_ps(g), acc[v][j]));
+      T* g = Gt + (j0 + j) * Cp + i0 + L * v;
+      V::store(g, V::add(V::load(g), acc[v][j]));
     }
+}
+
+template <typename T>
+void accumulate(const T* F, int64_t C, int64_t ldf, int64_t M, T* Gt) {
+  constexpr int L = Avx512<T>::L;
+  const int64_t Cp = gram_own_padded(C), kKc = panel_pixels(Cp, sizeof(T));
+  std::vector<T> panel(static_cast<size_t>(kKc * Cp));
+  for (int64_t p0 = 0; p0 < M; p0 += kKc) {
+    const int64_t kc = std::min(kKc, M - p0);
+    pack(F + p0, C, Cp, ldf, kc, panel.data());
+    int64_t i0 = 0;
+    for (; i0 + 2 * L <= Cp; i0 += 2 * L)
+      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<T, 2>(panel.data(), Cp, kc, i0, j0, Gt);
+    for (; i0 < Cp; i0 += L)
+      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<T, 1>(panel.data(), Cp, kc, i0, j0, Gt);
+  }
 }
 
 }  // namespace
 
 int64_t gram_own_padded(int64_t C) { return (C + 15) / 16 * 16; }
 
-int64_t gram_own_panel_pixels(int64_t C) { return panel_pixels(gram_own_padded(C)); }
+int64_t gram_own_panel_pixels(int64_t C, int64_t elem_size) {
+  return panel_pixels(gram_own_padded(C), elem_size);
+}
 
 void gram_own_accumulate_avx512(const float* F, int64_t C, int64_t ldf, int64_t M, float* Gt) {
-  const int64_t Cp = gram_own_padded(C), kKc = panel_pixels(Cp);
-  std::vector<float> panel(static_cast<size_t>(kKc * Cp));
-  for (int64_t p0 = 0; p0 < M; p0 += kKc) {
-    const int64_t kc = std::min(kKc, M - p0);
-    pack(F + p0, C, Cp, ldf, kc, panel.data());
-    int64_t i0 = 0;
-    for (; i0 + 32 <= Cp; i0 += 32)
-      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<2>(panel.data(), Cp, kc, i0, j0, Gt);
-    for (; i0 < Cp; i0 += 16)
-      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<1>(panel.data(), Cp, kc, i0, j0, Gt);
-  }
+  accumulate(F, C, ldf, M, Gt);
+}
+
+void gram_own_accumulate_avx512(const double* F, int64_t C, int64_t ldf, int64_t M, double* Gt) {
+  accumulate(F, C, ldf, M, Gt);
 }
 
 }  // namespace a3ext::cpu
