@@ -302,11 +302,13 @@ def test_gan_stage_jobs_give_the_same_results_in_worker_processes(tmp_path):
     def jobs(prefix):
         out = {k: (stages._gan_job, (k, images, labels, s, tmp_path / f"{prefix}_{k}")) for k in ("dc", "vanilla")}
         out["bad"] = (stages._gan_job, ("painting", images, labels, s, tmp_path / f"{prefix}_bad"))
+        out["threads"] = (torch.get_num_threads, ())
         return out
 
     with JobPool(jobs("par"), threads=2) as pool:
         assert (pool.workers, pool.threads_per_worker) == (2, 1)
         par = {k: pool.result(k) for k in ("dc", "vanilla")}
+        assert pool.result("threads") == 1
         with pytest.raises(KeyError, match="painting"):
             pool.result("bad")
     previous = torch.get_num_threads()
@@ -323,3 +325,23 @@ def test_gan_stage_jobs_give_the_same_results_in_worker_processes(tmp_path):
         assert par[k]["iterations"] == seq[k]["iterations"] == s["iterations"][k]
         assert par[k]["history"] == seq[k]["history"]
         assert torch.equal(par[k]["images"], seq[k]["images"])
+
+
+def test_job_pool_with_no_jobs_or_one_left_keeps_the_thread_count():
+    """A stage resumed with every job done starts no worker; one with a single job
+    left runs it here, on the thread count it would have had in a worker."""
+    import torch
+
+    from a3ext.demo.runner import JobPool
+
+    with JobPool({}, threads=2, planned=5) as pool:
+        assert pool.workers == 1
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with JobPool({"n": (torch.get_num_threads, ())}, threads=2, planned=5) as pool:
+            assert (pool.workers, pool.threads_per_worker) == (1, 1)
+            assert pool.result("n") == 1
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(previous)

@@ -113,3 +113,25 @@ def test_gram_backward_bad_inputs():
         torch.ops.a3ext.gram_backward(torch.zeros(2, 5, 4, dtype=torch.float64), F, True)
     with pytest.raises(TypeError, match=r"same dtype, but grad is torch.float32 while features is torch.float64"):
         torch.ops.a3ext.gram_backward(torch.zeros(2, 5, 5), F, True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1, 17, 1, 15), (1, 17, 40, 25), (2, 70, 33, 33), (1, 48, 64, 64)])
+def test_gram_own_kernel_split_over_two_threads(shape, dtype):
+    """The own engine with its pixels split over two threads (each summing into its
+    own buffer): channels not a multiple of 16, pixels not a multiple of a panel,
+    fewer pixels than one panel."""
+    if "own" not in ops.gemm_engines():
+        pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        F = torch.randn(*shape, dtype=dtype)
+        with ops.gemm_backend("own"):
+            G = ops.gram(F)
+        assert torch.equal(G, G.transpose(1, 2))
+        want = gram_reference(F.double().numpy())
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        assert np.abs(G.double().numpy() - want).max() / np.abs(want).max() <= tol
+    finally:
+        torch.set_num_threads(previous)

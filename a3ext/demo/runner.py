@@ -181,12 +181,13 @@ class StageContext:
             return rec
         return None
 
-    def jobs(self, jobs: dict) -> "JobPool":
+    def jobs(self, jobs: dict, planned: int | None = None) -> "JobPool":
         """A :class:`JobPool` for independent jobs ``{key: (fn, args)}`` over this process's
-        torch threads (the demo's ``threads``)."""
+        torch threads (the demo's ``threads``); ``planned``: the stage's full number of
+        jobs (those already finished in an interrupted run included)."""
         import torch
 
-        return JobPool(jobs, torch.get_num_threads())
+        return JobPool(jobs, torch.get_num_threads(), planned=planned)
 
     def substep_done(self, key: str) -> bool:
         """Whether :meth:`substep` ``key`` would reuse an interrupted run's result."""
@@ -213,9 +214,19 @@ class StageContext:
 
 # --------------------------------------------------------------------------- parallel jobs
 
+#: set in the environment of JobPool's worker processes
+JOB_WORKER_ENV = "A3EXT_JOB_WORKER"
+
+
 def _job_worker_init(threads: int) -> None:
+    import signal
+
     import torch
 
+    os.environ[JOB_WORKER_ENV] = "1"
+    # Ctrl-C reaches the whole process group: the main process stops the workers
+    # itself, so they ignore it instead of printing tracebacks
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
 
 
@@ -226,22 +237,30 @@ class JobPool:
     threads (small networks spend much of a 2-thread step waiting at OpenMP barriers).
 
     ``fn`` must be a module-level function and ``args`` and the result picklable.
-    ``threads`` cores are shared out: ``min(threads, len(jobs))`` workers (spawned, not
-    forked) with ``threads // workers`` torch threads each; jobs start in the order
-    given (put the longest first). With ``threads < 2`` or one job nothing is spawned
-    and each job runs in this process when its result is asked for. A job's result
-    depends on its thread count only (as any torch computation): the same in a worker
-    with one thread as here with one thread. Use as a context manager; leaving it
-    cancels the jobs not yet started and waits for the running ones.
+    ``threads`` cores are shared out over ``planned`` jobs (default: ``len(jobs)``; a
+    stage resumed with fewer jobs left passes its full count, so each job keeps the
+    thread count it started with): ``threads // min(threads, planned)`` torch threads
+    per job, and up to ``min(threads, planned)`` workers (spawned, not forked). Jobs
+    start in the order given (put the longest first). When at most one worker is
+    needed nothing is spawned: each job runs in this process, with the same thread
+    count, when its result is asked for. A job's result depends on its thread count
+    only (as any torch computation): the same in a worker with one thread as here with
+    one thread. Use as a context manager: leaving it normally cancels the jobs not yet
+    started and waits for the running ones; leaving it on an exception (a failed job,
+    Ctrl-C) stops the workers at once, and their jobs continue from their own
+    checkpoints, if they write any, when the stage is run again.
     """
 
-    def __init__(self, jobs: dict, threads: int):
+    def __init__(self, jobs: dict, threads: int, *, planned: int | None = None):
         self._jobs = dict(jobs)
         self._done: dict = {}
         self._futures: dict = {}
         self._executor = None
-        self.workers = min(int(threads), len(self._jobs)) if threads >= 2 else 1
-        self.threads_per_worker = max(1, int(threads) // self.workers)
+        threads = max(1, int(threads))
+        slots = min(threads, max(1, len(self._jobs) if planned is None else int(planned)))
+        self.threads_per_worker = max(1, threads // slots)
+        #: processes started (1: the jobs run in this process)
+        self.workers = max(1, min(slots, len(self._jobs)))
         if self.workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -257,8 +276,15 @@ class JobPool:
         if key in self._futures:
             return self._futures[key].result()
         if key not in self._done:
+            import torch
+
             fn, args = self._jobs[key]
-            self._done[key] = fn(*args)
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads_per_worker)
+            try:
+                self._done[key] = fn(*args)
+            finally:
+                torch.set_num_threads(previous)
         return self._done[key]
 
     def close(self, abort: bool = False) -> None:

@@ -531,12 +531,13 @@ def gan(ctx) -> None:
              + ". The assignment's own settings stay available as recipe 'assignment' and in run_a_gan.")
     # the four trainings and the semi-supervised run are independent: they run side by
     # side in worker processes (ctx.jobs), the longest first; finished ones are reused
+    assert set(_JOB_ORDER) == {*G.KINDS, "semisup"}, _JOB_ORDER
     jobs = {}
     for key in _JOB_ORDER:
         if not ctx.substep_done(key):
             jobs[key] = ((_semisup_job, (splits, s, ctx.progress)) if key == "semisup" else
                          (_gan_job, (key, splits.train.images, splits.train.labels, s, ctx.work / key, ctx.progress)))
-    with ctx.jobs(jobs) as pool:
+    with ctx.jobs(jobs, planned=len(_JOB_ORDER)) as pool:
         samples, curves = [], []
         for kind in G.KINDS:
             def run(kind=kind):
@@ -603,7 +604,7 @@ def gan(ctx) -> None:
 
 
 # the GAN stage's jobs, longest first (quick mode, one thread each beside another job,
-# quiet Intel Xeon: WGAN-GP 110 s, DC 60, semi-supervised 45, vanilla 51, LS 46; the
+# quiet Intel Xeon: WGAN-GP 108 s, DC 59, semi-supervised 42, vanilla 51, LS 49; the
 # semi-supervised run goes third so that on 2 workers the two queues end together)
 _JOB_ORDER = ("wgangp", "dc", "semisup", "vanilla", "ls")
 
@@ -655,9 +656,11 @@ def _semisup_job(splits, s: dict, progress: bool = False) -> dict:
 
 
 def _in_worker() -> bool:
-    import multiprocessing
+    """Whether this process is a worker of the demo's job pool (its initializer sets
+    ``A3EXT_JOB_WORKER``; the demo does not import its runner here)."""
+    import os
 
-    return multiprocessing.parent_process() is not None
+    return os.environ.get("A3EXT_JOB_WORKER") == "1"
 
 
 STAGE_FUNCTIONS = {"captioning": captioning, "visualization": visualization, "style": style, "gan": gan}
