@@ -345,3 +345,35 @@ def test_job_pool_with_no_jobs_or_one_left_keeps_the_thread_count():
         assert torch.get_num_threads() == 2  # restored
     finally:
         torch.set_num_threads(previous)
+
+
+def test_job_pool_falls_back_to_this_process_when_workers_cannot_start(tmp_path):
+    """A script without `if __name__ == "__main__":` makes every spawned worker fail
+    while it re-imports the script; the pool then runs the jobs here, with a warning
+    that says why, and run_demo refuses to run inside such a starting worker."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("import torch\n"
+                      "from a3ext.demo.runner import JobPool\n"
+                      "with JobPool({'a': (torch.get_num_threads, ()), 'b': (torch.get_num_threads, ())},\n"
+                      "             threads=2) as pool:\n"
+                      "    print('RESULT', pool.result('a'), pool.result('b'), flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RESULT 1 1" in out.stdout
+    assert "the worker processes failed" in out.stderr and "__name__ == '__main__'" in out.stderr
+
+    demo_script = tmp_path / "unguarded_demo.py"
+    demo_script.write_text("import multiprocessing\n"
+                           "from a3ext.demo import run_demo\n"
+                           "multiprocessing.current_process()._inheriting = True  # as while a worker starts\n"
+                           "try:\n"
+                           "    run_demo('out', tiny=True, progress=False)\n"
+                           "except RuntimeError as e:\n"
+                           "    print('REFUSED', e)\n")
+    out = subprocess.run([sys.executable, str(demo_script)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert "REFUSED run_demo was called while a worker process" in out.stdout, out.stderr[-2000:]
+    assert not (tmp_path / "out").exists()  # nothing written

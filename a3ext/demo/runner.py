@@ -272,9 +272,25 @@ class JobPool:
                 self._futures[key] = self._executor.submit(fn, *args)
 
     def result(self, key):
-        """The job's return value (waits for it; re-raises its exception)."""
+        """The job's return value (waits for it; re-raises its exception). If the
+        worker processes could not start or died (a script that starts the demo at
+        import time, without ``if __name__ == "__main__":``, makes every spawned
+        worker fail while importing it), the jobs still to finish run here instead,
+        after one warning."""
         if key in self._futures:
-            return self._futures[key].result()
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return self._futures[key].result()
+            except BrokenProcessPool as e:
+                import warnings
+
+                warnings.warn(f"a3ext demo: the worker processes failed ({e}); running the remaining jobs in "
+                              f"this process, one after the other. (A script that calls run_demo must do so "
+                              f"under `if __name__ == '__main__':`, or every worker re-runs it.)",
+                              RuntimeWarning, stacklevel=2)
+                self.close(abort=True)
+                self._futures.clear()
         if key not in self._done:
             import torch
 
@@ -431,12 +447,21 @@ def run_demo(out_dir, quick: bool = False, parts=STAGES, tiny: bool = False, *, 
     others still run. ``log``: called with one line per stage (default: print to
     stderr). ``threads``: torch intra-op threads while the demo runs (default: torch's
     setting; 1 in tiny mode), restored afterwards. ``stage_functions``: replaces stage functions by name (tests).
+    The GAN stage trains in spawned worker processes (:class:`JobPool`), which re-import
+    the calling script: call ``run_demo`` from a script under
+    ``if __name__ == "__main__":`` (inside a starting worker it raises at once).
 
     Returns ``{"ok": bool, "mode", "out_dir", "index", "metrics", "stages": {name:
     {"status": "ok"|"failed", "ran": bool, "seconds", "error"}}}``.
     """
+    import multiprocessing
+
     from . import stages as stage_mod
 
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError("run_demo was called while a worker process of the demo was starting: the script "
+                           "that calls it runs again in every spawned worker. Put the call under "
+                           "`if __name__ == '__main__':`.")
     if tiny and quick:
         raise ValueError("run_demo: choose at most one of quick=True and tiny=True")
     mode = "tiny" if tiny else "quick" if quick else "full"
