@@ -135,3 +135,25 @@ def test_gram_own_kernel_split_over_two_threads(shape, dtype):
         assert np.abs(G.double().numpy() - want).max() / np.abs(want).max() <= tol
     finally:
         torch.set_num_threads(previous)
+
+
+def test_without_avx512_the_own_engine_is_absent_and_forcing_it_falls_back():
+    """On a CPU without AVX-512 (simulated with ATEN_CPU_CAPABILITY=avx2) the own
+    kernel is not offered, and forcing it runs the blas engine: same values."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch, a3ext; from a3ext import ops\n"
+            "assert ops.cpu_isa() in ('AVX2', 'DEFAULT'), ops.cpu_isa()\n"
+            "assert 'own' not in ops.gemm_engines(), ops.gemm_engines()\n"
+            "F = torch.randn(1, 70, 33, 33)\n"
+            "with ops.gemm_backend('own'):\n"
+            "    G = ops.gram(F)\n"
+            "f = F.double().reshape(70, -1).numpy()\n"
+            "want = f @ f.T / F.numel()\n"
+            "assert np.abs(G[0].double().numpy() - want).max() / np.abs(want).max() < 1e-5\n"
+            "print('ok')\n")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
