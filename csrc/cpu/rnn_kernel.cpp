@@ -590,18 +590,12 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   const std::vector<Engine> candidates =
       B > 0 && T > 0 ? rnn_candidates(dtype, D, H) : std::vector<Engine>{Engine::Blas};
   const int64_t G = (lstm ? 4 : 1) * H;
-  // the batch capped at 64 rows, at 48 for the largest classes (a step of more than
-  // 2e8 FLOPs at 64 rows), whose trials dominate the calibration time
-  const double flops_per_row = 2.0 * (D + H) * G * (backward ? 3 : 1);
-  const int64_t Bc = std::min<int64_t>(B, flops_per_row * 64 > 2e8 ? 48 : 64);
-  const double step_flops = flops_per_row * Bc;
+  const int64_t Bc = std::min<int64_t>(B, 64);
+  const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1);
   const int64_t Tc = T <= 1 ? 1
                             : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(3e8 / std::max(1.0, step_flops))),
                                                 std::min<int64_t>(T, 8));
-  // one round for the largest classes; five for the smallest, whose trials take tens
-  // of microseconds, where timer and scheduling noise would otherwise pick the engine
-  const double trial_flops = step_flops * static_cast<double>(Tc + 1);
-  const int rounds = trial_flops > 6e8 ? 1 : trial_flops < 3e7 ? 5 : 2;
+  const int rounds = step_flops * (Tc + 1) > 6e8 ? 1 : 2;
   const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
                           c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
                           " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
@@ -629,15 +623,10 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
       Rnn::backward(rows(in[9]), rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(),
                     in[4].narrow(1, 0, H).contiguous(), rows(in[6]), l, e);
   };
-  // The Tc-step run first, then the 1-step run: the estimate weighs t1 negatively
-  // (t1 + (T-1)(tc-t1)/(Tc-1)), so a 1-step run slowed by cold caches (the other
-  // engines ran just before) made an engine look cheap, and the minimum over rounds
-  // picked exactly such estimates. Run second, t1 finds this engine's data warm;
-  // noise in tc only raises the estimate, which the minimum discards.
   auto trial = [&](Engine e, bool warmup) -> double {
     if (warmup || T <= 1) return seconds_of([&] { run(e, 1); });
-    const double tc = seconds_of([&] { run(e, Tc); });
     const double t1 = seconds_of([&] { run(e, 1); });
+    const double tc = seconds_of([&] { run(e, Tc); });
     return t1 + static_cast<double>(T - 1) * std::max(0.0, tc - t1) / static_cast<double>(Tc - 1);
   };
   return select_engine(key, dtype, candidates, trial, rounds);
