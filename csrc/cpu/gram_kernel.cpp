@@ -172,9 +172,7 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
   const bool syrk = dtype == at::kFloat ? mkl_api().has_syrk<float>() : mkl_api().has_syrk<double>();
   if (syrk) candidates.push_back(Engine::Mkl);
-  // the own kernel while a 16-pixel panel fits in L1 (C <= 512 float32, 256 float64):
-  // beyond, its panels thin out and its per-thread buffers (C x C each) grow
-  if (own_gram_available() && 16 * gram_own_padded(C) * static_cast<int64_t>(f.element_size()) <= 32768)
+  if (own_gram_available() && gram_own_suits(C, static_cast<int64_t>(f.element_size())))
     candidates.push_back(Engine::Own);
   const std::string key = std::string("gram_fwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
                           " M" + std::to_string(size_class(M));

@@ -28,12 +28,6 @@
 namespace a3ext::cpu {
 namespace {
 
-// Pixels per panel: as many as keep the panel (kc x Cp elements) within 32 KB of
-// L1, a multiple of 16 between 16 and 256 (float32, C = 64: 128; float64: 64).
-int64_t panel_pixels(int64_t Cp, int64_t elem) {
-  return std::clamp<int64_t>(32768 / elem / Cp / 16 * 16, 16, 256);
-}
-
 // The AVX-512 operations per element type; L = lanes per register.
 template <typename T>
 struct Avx512;
@@ -157,7 +151,7 @@ __attribute__((noinline)) void tile(const T* __restrict panel, int64_t Cp, int64
 template <typename T>
 void accumulate(const T* F, int64_t C, int64_t ldf, int64_t M, T* Gt) {
   constexpr int L = Avx512<T>::L;
-  const int64_t Cp = gram_own_padded(C), kKc = panel_pixels(Cp, sizeof(T));
+  const int64_t Cp = gram_own_padded(C), kKc = gram_own_panel_pixels(C, sizeof(T));
   std::vector<T> panel(static_cast<size_t>(kKc * Cp));
   for (int64_t p0 = 0; p0 < M; p0 += kKc) {
     const int64_t kc = std::min(kKc, M - p0);
@@ -171,12 +165,6 @@ void accumulate(const T* F, int64_t C, int64_t ldf, int64_t M, T* Gt) {
 }
 
 }  // namespace
-
-int64_t gram_own_padded(int64_t C) { return (C + 15) / 16 * 16; }
-
-int64_t gram_own_panel_pixels(int64_t C, int64_t elem_size) {
-  return panel_pixels(gram_own_padded(C), elem_size);
-}
 
 void gram_own_accumulate_avx512(const float* F, int64_t C, int64_t ldf, int64_t M, float* Gt) {
   accumulate(F, C, ldf, M, Gt);

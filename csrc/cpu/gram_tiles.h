@@ -2,16 +2,32 @@
 // a3ext.gram. Built only into the AVX512 object library; gram_kernel.cpp runs it
 // on its threads.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 namespace a3ext::cpu {
 
-// C rounded up to 16: the side of the accumulation buffer Gt.
-int64_t gram_own_padded(int64_t C);
+// (Inline, so that builds without the AVX-512 object still have them.)
 
-// Pixels per packed panel for C channels of elem_size bytes (the smallest useful
-// range per thread).
-int64_t gram_own_panel_pixels(int64_t C, int64_t elem_size);
+// C rounded up to 16: the side of the accumulation buffer Gt.
+inline int64_t gram_own_padded(int64_t C) { return (C + 15) / 16 * 16; }
+
+// The packed panel (pixels x Cp elements) stays within this much of L1.
+constexpr int64_t kGramOwnPanelBytes = 32768;
+
+// Pixels per packed panel for C channels of elem_size bytes: a multiple of 16
+// between 16 and 256 (float32, C = 64: 128; float64: 64); also the smallest
+// useful range per thread is 4 panels.
+inline int64_t gram_own_panel_pixels(int64_t C, int64_t elem_size) {
+  return std::clamp<int64_t>(kGramOwnPanelBytes / elem_size / gram_own_padded(C) / 16 * 16, 16, 256);
+}
+
+// Whether the kernel suits C channels: a panel of 16 pixels still fits the L1
+// budget (C <= 512 float32, 256 float64); beyond, its panels thin out and its
+// per-thread C x C buffers grow.
+inline bool gram_own_suits(int64_t C, int64_t elem_size) {
+  return 16 * gram_own_padded(C) * elem_size <= kGramOwnPanelBytes;
+}
 
 // Gt (Cp x Cp, Cp = gram_own_padded(C)) += F F^T for F (C, M) with row stride ldf,
 // on the calling thread: entry (i, j), i <= j, lands in Gt[j * Cp + i] (the
