@@ -290,7 +290,11 @@ class JobPool:
                               f"under `if __name__ == '__main__':`, or every worker re-runs it.)",
                               RuntimeWarning, stacklevel=2)
                 self.close(abort=True)
-                self._futures.clear()
+                # keep what finished before the pool broke; the rest runs here
+                self._futures = {k: f for k, f in self._futures.items()
+                                 if f.done() and not f.cancelled() and f.exception() is None}
+                if key in self._futures:
+                    return self._futures[key].result()
         if key not in self._done:
             import torch
 
