@@ -214,7 +214,8 @@ class StageContext:
 
 # --------------------------------------------------------------------------- parallel jobs
 
-#: set in the environment of JobPool's worker processes
+#: set in the environment of JobPool's worker processes (read by stages._in_worker,
+#: which may not import this module)
 JOB_WORKER_ENV = "A3EXT_JOB_WORKER"
 
 
