@@ -20,12 +20,13 @@ import sys
 from pathlib import Path
 
 from .._cli_util import UserInputError, reading, standalone_main, user_errors
-from .._util import positive_int, torchrun_process_group
+from .._util import positive_float, positive_int, torchrun_process_group
 
 __all__ = ["register_cli", "main"]
 
 
-_positive_int = positive_int  # shared argparse type (a3ext._util)
+_positive_int = positive_int  # shared argparse types (a3ext._util)
+_positive_float = positive_float
 
 
 def _set_threads(args) -> None:
@@ -179,7 +180,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--critic-steps", type=_positive_int, default=None,
                    help="discriminator steps per generator step (default: from --recipe; assignment: 1, wgangp 5)")
     p.add_argument("--gp-weight", type=float, default=None, help="gradient-penalty weight (wgangp default 10)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=_positive_float, default=None,
                    help="Adam learning rate (default: from --recipe; assignment: 1e-3, wgangp 1e-4)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="sample from a moving average of G's weights with this decay (default: from --recipe; "
@@ -212,17 +213,27 @@ def register_cli(subparsers) -> None:
     p.add_argument("--threads", type=_positive_int, default=None)
     p.set_defaults(func=user_errors("a3ext gan score", _cmd_score))
 
-    p = sub.add_parser("semisup", help="semi-supervised GAN classifier vs supervised-only baseline")
-    p.add_argument("--labels-per-class", type=_positive_int, default=10)
-    p.add_argument("--data", default="mnist5k", help=data_help)
-    p.add_argument("--epochs", type=_positive_int, default=60)
-    p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p = sub.add_parser(
+        "semisup", help="semi-supervised GAN classifier vs supervised-only baseline",
+        description="Train Salimans et al.'s (K+1)-class discriminator with a feature-matching generator on "
+                    "a few labeled training images plus all of them unlabeled, then the same network on the "
+                    "labeled images alone for the same number of steps, and print both test accuracies. "
+                    "On mnist5k with 10 labels per class: about 92 % vs 79 % after 60 epochs (2-3 min "
+                    "at one thread), 95 % after 300; fewer than ~40 epochs show little of the lead.")
+    p.add_argument("--labels-per-class", type=_positive_int, default=10,
+                   help="labeled training images per class (default 10)")
+    p.add_argument("--data", default="mnist5k", help=data_help + " (default: mnist5k)")
+    p.add_argument("--epochs", type=_positive_int, default=60,
+                   help="passes over the unlabeled training images (default 60)")
+    p.add_argument("--batch-size", type=_positive_int, default=100,
+                   help="labeled, unlabeled and generated images per step, each (default 100)")
+    p.add_argument("--lr", type=_positive_float, default=3e-3,
+                   help="Adam learning rate, decayed linearly to 0 over the second half (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the labeled subset, initialisation and noise")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--out", default=None, help="directory for semisup.json and a sample grid")
-    p.add_argument("--threads", type=_positive_int, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=user_errors("a3ext gan semisup", _cmd_semisup))
 
 
