@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import math
 import os
 import re
 import sys
@@ -174,8 +175,8 @@ def _positive(convert: Callable, what: str, allow: Callable) -> Callable:
 
 #: argparse type: an integer >= 1.
 positive_int = _positive(int, "integer", lambda v: v >= 1)
-#: argparse type: a number > 0.
-positive_float = _positive(float, "number", lambda v: v > 0)
+#: argparse type: a finite number > 0.
+positive_float = _positive(float, "finite number", lambda v: math.isfinite(v) and v > 0)
 
 
 @contextlib.contextmanager

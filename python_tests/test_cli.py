@@ -118,6 +118,16 @@ def test_gan_bad_checkpoint_and_data(files, tmp_path, capsys):
     assert not (tmp_path / "g.png").exists()
 
 
+@pytest.mark.parametrize("lr", ["0", "-1", "inf", "nan", "abc"])
+def test_gan_learning_rate_must_be_a_finite_positive_number(lr, tmp_path, capsys):
+    for cmd in (["gan", "semisup", "--epochs", "1"], ["gan", "train", "--out", str(tmp_path / "run")]):
+        with pytest.raises(SystemExit) as e:
+            main(cmd + ["--lr", lr])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "argument --lr: expected a positive finite number" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------- assets, demo
 
 

@@ -256,6 +256,12 @@ def test_settings_cover_every_mode_and_stage():
     # the quick settings are smaller than the full ones
     assert SETTINGS["quick"]["style"]["iterations"] < SETTINGS["full"]["style"]["iterations"]
     assert SETTINGS["quick"]["gan"]["semisup_epochs"] < SETTINGS["full"]["gan"]["semisup_epochs"]
+    # every mode orders the GAN stage's five jobs (an order per mode, all of them once)
+    from a3ext.demo.stages import _JOB_ORDER
+    from a3ext.gan import KINDS
+    assert set(_JOB_ORDER) == set(SETTINGS)
+    for order in _JOB_ORDER.values():
+        assert sorted(order) == sorted([*KINDS, "semisup"])
 
 
 def _chromium() -> str:

@@ -7,11 +7,11 @@ adds page blocks and numbers to ``ctx``. Its settings are ``SETTINGS[mode][stage
 
 Timing design (2-core machine): ``quick`` aims at about 1-4 minutes per stage (under
 10 minutes in all), ``full`` at under an hour in all, ``tiny`` at seconds per stage.
-Measured ``quick`` wall seconds, 2 threads, quiet Intel Xeon (2026-11-30): captioning
-44, visualization 114 (of which 60 for render_class), style 60, GANs 161 (its five
-trainings side by side in two single-threaded worker processes: WGAN-GP 108, DC 59,
-semi-supervised 42, vanilla 51, LS 49; one after the other on 2 threads they took 239-263 s),
-plus 20 s once for the GAN quality classifier when it is not cached yet. ``full`` GANs:
+Measured ``quick`` wall seconds, 2 threads, quiet Intel Xeon (2026-12-01): captioning
+27, visualization 87, style 45, GANs 158-161 (its five trainings side by side in two
+single-threaded worker processes: semi-supervised with its baseline 99, WGAN-GP 70, DC
+48, vanilla 40, LS 36; one after the other on 2 threads the earlier, shorter settings
+took 239-263 s), plus 20 s once for the GAN quality classifier when it is not cached yet. ``full`` GANs:
 772 s (WGAN-GP 622, DC 440, semi-supervised 168, vanilla 150, LS 145, two at a time;
 1,105 s one after the other).
 
@@ -532,7 +532,7 @@ def gan(ctx) -> None:
     # the four trainings and the semi-supervised run are independent: they run side by
     # side in worker processes (ctx.jobs), longest first (_JOB_ORDER); finished ones are
     # reused
-    order = _JOB_ORDER.get(ctx.mode, _JOB_ORDER["full"])
+    order = _JOB_ORDER[ctx.mode]
     assert sorted(order) == sorted([*G.KINDS, "semisup"]), order
     jobs = {}
     for key in order:
@@ -590,9 +590,10 @@ def gan(ctx) -> None:
                         r["baseline_accuracy"]]],
                       f"{r['labels_per_class']} labels per class, {r['num_unlabeled']} unlabeled training digits, "
                       f"{r['epochs']} epochs, {r['num_test']} test digits."
-                      + " The semi-supervised lead grows with passes over the unlabeled digits (measured, "
-                        "one thread, seeds 0 / 1 / 2: 16 epochs +3.2 / +0.4 / +4.4 points, 40 epochs +8.8 / +9.6 / "
-                        "+11.0, 48 epochs (quick mode) +11.8 / +10.2 / +15.2; 60 epochs (full mode, seed 0) +13.2).")
+                      + (" The semi-supervised lead grows with passes over the unlabeled digits (measured, "
+                         "one thread, seeds 0 / 1 / 2: 16 epochs +3.2 / +0.4 / +4.4 points, 40 epochs +8.8 / +9.6 / "
+                         "+11.0, 48 epochs (quick mode) +11.8 / +10.2 / +15.2; 60 epochs (full mode, seed 0) +13.2)."
+                         if r["epochs"] < 60 else ""))
             ctx.figure(src, "Samples of the feature-matching generator (it is trained to help the classifier, "
                             "not to draw good digits).", width=300)
             return r
@@ -608,7 +609,7 @@ def gan(ctx) -> None:
 # the GAN stage's jobs per mode, longest first (one thread each beside another job, quiet
 # Intel Xeon: quick mode semi-supervised (48 epochs and its baseline) 99-110 s, WGAN-GP
 # 66-70, DCGAN 48-52, vanilla 40-44, LS 36-42; full mode WGAN-GP 622, DCGAN 440,
-# vanilla 150, LS 145, semi-supervised about 140, which ends the DCGAN's queue beside
+# semi-supervised 168, vanilla 150, LS 145: the last three end the DCGAN's queue beside
 # WGAN-GP's). Not a setting: the order changes no result, only when each is ready.
 _JOB_ORDER = {"tiny": ("wgangp", "dc", "semisup", "vanilla", "ls"),
               "quick": ("semisup", "wgangp", "dc", "vanilla", "ls"),

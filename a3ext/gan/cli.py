@@ -218,15 +218,16 @@ def register_cli(subparsers) -> None:
         description="Train Salimans et al.'s (K+1)-class discriminator with a feature-matching generator on "
                     "a few labeled training images plus all of them unlabeled, then the same network on the "
                     "labeled images alone for the same number of steps, and print both test accuracies. "
-                    "On mnist5k with 10 labels per class: about 92 % vs 79 % after 60 epochs (2-3 min "
-                    "at one thread), 95 % after 300; fewer than ~40 epochs show little of the lead.")
+                    "On mnist5k with 10 labels per class: about 90-93 % vs 78-79 % after 60 epochs (2-3 min), "
+                    "95 % after 300; below ~40 epochs the lead is smaller and varies with the seed.")
     p.add_argument("--labels-per-class", type=_positive_int, default=10,
                    help="labeled training images per class (default 10)")
     p.add_argument("--data", default="mnist5k", help=data_help + " (default: mnist5k)")
     p.add_argument("--epochs", type=_positive_int, default=60,
                    help="passes over the unlabeled training images (default 60)")
     p.add_argument("--batch-size", type=_positive_int, default=100,
-                   help="labeled, unlabeled and generated images per step, each (default 100)")
+                   help="images per batch of each kind (labeled, unlabeled, generated); a step is one "
+                        "discriminator and one generator update on such batches (default 100)")
     p.add_argument("--lr", type=_positive_float, default=3e-3,
                    help="Adam learning rate, decayed linearly to 0 over the second half (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the labeled subset, initialisation and noise")
