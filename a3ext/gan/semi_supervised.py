@@ -20,7 +20,7 @@ softplus with batch norm -> 784 sigmoid).
 The supervised-only baseline is the *same* network trained with the supervised loss
 alone on the *same* labeled subset for the same number of steps.
 
-May import: ``a3ext.gan.data``, ``a3ext.gan.train``; outside a3ext: torch, tqdm.
+May import: ``a3ext.gan.data``, ``a3ext.gan.models``, ``a3ext.gan.train``; outside a3ext: torch, tqdm.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from .data import as_unit_images
+from .models import get_optimizer
 
 __all__ = [
     "GaussianNoise",
@@ -197,14 +198,6 @@ def _lr_at(lr: float, step: int, total: int, decay_start: float) -> float:
     return lr * max(0.0, (total - step) / max(1, total - start))
 
 
-def _adam(model: nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam(lr, betas (0.5, 0.999)) with torch's fused kernel (one pass over all
-    parameters; the same update as the default kernel to rounding, and 15 % of a 1-thread
-    training step less: the multi-tensor kernel's ten passes over D's 1.5 M parameters
-    cost about as much as D's weight normalisation and noise together)."""
-    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999), fused=True)
-
-
 def _labeled_batches(n_labeled: int, batch_size: int, g: torch.Generator):
     """Endless stream of index batches over the labeled set (reshuffled each pass)."""
     buf = torch.empty(0, dtype=torch.long)
@@ -235,8 +228,10 @@ def train_semi_supervised(x_unlabeled: torch.Tensor, x_labeled: torch.Tensor, y_
         torch.manual_seed(seed)
         D = SemiSupervisedDiscriminator(num_classes)
         G = FeatureMatchingGenerator(noise_dim)
-        opt_d = _adam(D, lr)
-        opt_g = _adam(G, lr)
+        # torch's fused Adam: the same update to rounding, 15 % of a 1-thread step less (the
+        # multi-tensor kernel's passes over D's 1.5 M parameters cost as much as its noise)
+        opt_d = get_optimizer(D, lr, fused=True)
+        opt_g = get_optimizer(G, lr, fused=True)
         g = torch.Generator().manual_seed(seed + 1)
         lab = _labeled_batches(x_labeled.shape[0], batch_size, g)
         steps_per_epoch = x_unlabeled.shape[0] // batch_size
@@ -307,7 +302,7 @@ def train_supervised_baseline(x_labeled: torch.Tensor, y_labeled: torch.Tensor, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         D = SemiSupervisedDiscriminator(num_classes)
-        opt = _adam(D, lr)
+        opt = get_optimizer(D, lr, fused=True)
         g = torch.Generator().manual_seed(seed + 1)
         lab = _labeled_batches(x_labeled.shape[0], batch_size, g)
         for step in tqdm(range(steps), disable=not progress, desc="supervised baseline", unit="it",
