@@ -245,9 +245,8 @@ struct SeqLayout {
 
 // [h_{t-1}] for every row (width H): the hidden state each row's step started
 // from, in the rows' own layout (h0 for step 0).
-inline Tensor previous_states(const Tensor& h0, const Tensor& h, const SeqLayout& l) {
+inline void previous_states_into(Tensor& prev, const Tensor& h0, const Tensor& h, const SeqLayout& l) {
   const int64_t H = h.size(1);
-  Tensor prev = at::empty_like(h);
   auto rows_of = [&](const Tensor& buf, int64_t t, int64_t n) {
     return buf.as_strided({n, H}, {l.stride * H, 1}, buf.storage_offset() + l.row(t, 0) * H);
   };
@@ -255,6 +254,10 @@ inline Tensor previous_states(const Tensor& h0, const Tensor& h, const SeqLayout
     const int64_t n = l.count[t];
     rows_of(prev, t, n).copy_(t == 0 ? h0.narrow(0, 0, n) : rows_of(h, t - 1, n));
   }
+}
+inline Tensor previous_states(const Tensor& h0, const Tensor& h, const SeqLayout& l) {
+  Tensor prev = at::empty_like(h);
+  previous_states_into(prev, h0, h, l);
   return prev;
 }
 

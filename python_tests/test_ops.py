@@ -306,6 +306,36 @@ def test_engines_agree_on_a_large_float32_problem(cell):
             torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_backward_temporaries_come_from_the_workspace_pool_and_results_do_not_alias_it(cell, backend):
+    # The backward's gate gradients and shifted states are pooled temporaries
+    # (csrc/cpu/workspace.h): a second call reuses them, and nothing an op returned
+    # may change when a later call writes the same pooled memory.
+    G = 4 if cell == "lstm" else 1
+    fn = ops.lstm if cell == "lstm" else ops.rnn
+    a = make_inputs(6, 5, 7, 9, G, torch.float64, requires_grad=True)
+    b = {k: (v.detach() * 0.5).requires_grad_() for k, v in a.items()}
+
+    def grads(inputs):
+        h = fn(**inputs)
+        return torch.autograd.grad(h, list(inputs.values()), torch.ones_like(h))
+
+    first = grads(a)
+    kept = [g.clone() for g in first]
+    taken0, reused0 = map(int, torch.ops.a3ext._workspace_stats().split()[:2])
+    second = grads(b)
+    taken1, reused1 = map(int, torch.ops.a3ext._workspace_stats().split()[:2])
+    assert taken1 > taken0 and reused1 > reused0, (taken0, reused0, taken1, reused1)
+    for g, k in zip(first, kept):
+        assert torch.equal(g, k)
+    # and the pooled buffers held the first call's values: the second is computed afresh
+    again = grads(b)
+    for g1, g2 in zip(second, again):
+        torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+    for g, k in zip(first, kept):
+        assert torch.equal(g, k)
+
+
 # ---------------------------------------------------------------------------
 # Layouts and edge sizes
 def test_noncontiguous_and_expanded_inputs_are_handled():

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "blas.h"
+#include "workspace.h"
 
 namespace a3ext::cpu {
 namespace {
@@ -32,29 +33,6 @@ MklApi resolve() {
   return api;
 }
 
-std::mutex g_pool_mutex;
-std::vector<at::Tensor> g_pool;  // free packing buffers
-constexpr size_t kPoolMax = 8;
-
-at::Tensor take_buffer(int64_t elems) {
-  {
-    std::lock_guard<std::mutex> lock(g_pool_mutex);
-    for (size_t i = 0; i < g_pool.size(); ++i) {
-      if (g_pool[i].numel() >= elems) {
-        at::Tensor t = std::move(g_pool[i]);
-        g_pool.erase(g_pool.begin() + static_cast<std::ptrdiff_t>(i));
-        return t;
-      }
-    }
-  }
-  return at::empty({elems}, at::kFloat);
-}
-
-void give_back(at::Tensor t) {
-  std::lock_guard<std::mutex> lock(g_pool_mutex);
-  if (g_pool.size() < kPoolMax) g_pool.push_back(std::move(t));
-}
-
 }  // namespace
 
 const MklApi& mkl_api() {
@@ -68,13 +46,13 @@ PackedB::PackedB(const float* W, int64_t K, int64_t N, int64_t ld, bool trans, i
   TORCH_INTERNAL_ASSERT(api.has_packed_sgemm(), "a3ext: MKL's packed GEMM is not available");
   const int m = blas_int(std::max<int64_t>(1, rows_hint)), n = blas_int(N), k = blas_int(K);
   const size_t bytes = api.pack_get_size(kCblasBMatrix, m, n, k);
-  buffer_ = take_buffer(static_cast<int64_t>(bytes / sizeof(float)) + 16);
+  buffer_ = take_workspace(static_cast<int64_t>(bytes) + 64);
   api.pack(kCblasRowMajor, kCblasBMatrix, trans ? kCblasTrans : kCblasNoTrans, m, n, k, 1.0f, W,
-           blas_int(ld), buffer_.mutable_data_ptr<float>());
+           blas_int(ld), reinterpret_cast<float*>(buffer_.mutable_data_ptr<uint8_t>()));
 }
 
 PackedB::~PackedB() {
-  if (buffer_.defined()) give_back(std::move(buffer_));
+  if (buffer_.defined()) give_back_workspace(std::move(buffer_));
 }
 
 void PackedB::gemm(int64_t M, const float* A, int64_t lda, float beta, float* C, int64_t ldc) const {
@@ -85,7 +63,8 @@ void PackedB::gemm(int64_t M, const float* A, int64_t lda, float beta, float* C,
     return;
   }
   mkl_api().compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, blas_int(M), blas_int(N_),
-                    blas_int(K_), A, blas_int(lda), buffer_.const_data_ptr<float>(), blas_int(N_),
+                    blas_int(K_), A, blas_int(lda), reinterpret_cast<const float*>(buffer_.const_data_ptr<uint8_t>()),
+                    blas_int(N_),
                     beta, C, blas_int(ldc));
 }
 

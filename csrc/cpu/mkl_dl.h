@@ -77,9 +77,9 @@ class PackedB {
 
  private:
   int64_t K_, N_;
-  // The packed copy (torch's allocator: 64-byte aligned), taken from and given
-  // back to a small process-wide pool: MKL asks for several MB (far more than
-  // it writes), and fresh pages on every call cost about a millisecond of page
+  // The packed copy (bytes, 64-byte aligned), taken from and given back to the
+  // workspace pool (workspace.h): MKL asks for several MB (far more than it
+  // writes), and fresh pages on every call cost about a millisecond of page
   // faults per weight.
   at::Tensor buffer_;
 };

@@ -44,6 +44,7 @@
 #include "gemm_engine.h"
 #include "mkl_dl.h"
 #include "rnn_pointwise.h"
+#include "workspace.h"
 
 namespace a3ext::cpu {
 
@@ -459,7 +460,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> weight_gradients(const Tensor& dpre, 
   const int64_t rows = x2d.size(0);
   Tensor dx = input_gradient(dpre, Wx, rows, 1, engine).view({rows, x2d.size(1)});
   Tensor dWx = weight_gradient(x2d, dpre, engine);
-  Tensor dWh = weight_gradient(previous_states(h0, h2d, l), dpre, engine);
+  const Workspace prev(h2d.sizes(), h2d.scalar_type());  // h_{t-1} of every row
+  Tensor prev_t = prev.tensor();
+  previous_states_into(prev_t, h0, h2d, l);
+  Tensor dWh = weight_gradient(prev_t, dpre, engine);
   return {dx, dWx, dWh, dpre.sum(0)};
 }
 
@@ -492,7 +496,8 @@ struct Rnn {
       const Tensor& dh, const Tensor& x2d, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
       const Tensor& h, const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1);
-    Tensor da = at::empty_like(h);
+    const Workspace da_ws(h.sizes(), h.scalar_type());  // pre-activation gradients (never returned)
+    Tensor da = da_ws.tensor();
     Tensor dh0 = at::zeros_like(h0);
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "rnn_backward", [&] {
       using T = scalar_t;
@@ -549,7 +554,8 @@ struct Lstm {
       const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates,
       const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1), G = 4 * H;
-    Tensor dgates = at::empty_like(gates);
+    const Workspace dgates_ws(gates.sizes(), gates.scalar_type());  // never returned
+    Tensor dgates = dgates_ws.tensor();
     Tensor dh0 = at::zeros_like(h0);
     Tensor dc0 = at::zeros_like(h0);  // carries dc_t * f_t back through time
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "lstm_backward", [&] {
