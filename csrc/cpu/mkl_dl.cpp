@@ -4,8 +4,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <vector>
 
 #include "blas.h"
 #include "workspace.h"
