@@ -75,6 +75,14 @@ void mirror(T* G, int64_t C, bool scale, T s) {
         for (int64_t j = i; j < C; ++j) G[i * C + j] *= s;
     });
   }
+#ifdef A3EXT_HAVE_AVX512
+  if (own_gram_available()) {  // register transposes (gram_tiles.cpp), rows in blocks of 128
+    at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
+      gram_mirror_rows_avx512(G, C, t0 * kTile, std::min(C, t1 * kTile));
+    });
+    return;
+  }
+#endif
   at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t ti = t0; ti < t1; ++ti) {
       const int64_t i0 = ti * kTile, i1 = std::min(C, i0 + kTile);

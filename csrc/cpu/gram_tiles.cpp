@@ -42,6 +42,8 @@ struct Avx512<float> {
   static R set1(float v) { return _mm512_set1_ps(v); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  // the first n lanes of v to p
+  static void store_first(float* p, R v, int n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v); }
   // 16 x 16 transpose of r (rows) in registers.
   static void transpose(R r[16]) {
     R t[16];
@@ -79,6 +81,7 @@ struct Avx512<double> {
   static R set1(double v) { return _mm512_set1_pd(v); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static void store_first(double* p, R v, int n) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1), v); }
   // 8 x 8 transpose of r (rows) in registers.
   static void transpose(R r[8]) {
     R t[8], u[8];
@@ -164,7 +167,35 @@ void accumulate(const T* F, int64_t C, int64_t ldf, int64_t M, T* Gt) {
   }
 }
 
+// G[i][j] = G[j][i] for the rows i in [i0, i1) and every j < i: whole L x L blocks
+// below the diagonal by register transposes of the block above it, the diagonal
+// blocks by a transpose stored under a lane mask (only j < i), rows past the last
+// whole block one element at a time.
+template <typename T>
+void mirror_rows(T* G, int64_t C, int64_t i0, int64_t i1) {
+  using V = Avx512<T>;
+  constexpr int L = V::L;
+  const int64_t whole = C / L * L;  // rows and columns covered by whole blocks
+  for (int64_t b0 = i0 / L * L; b0 < std::min(i1, whole); b0 += L) {
+    typename V::R r[L];
+    for (int64_t c0 = 0; c0 <= b0; c0 += L) {  // block (b0, c0) from block (c0, b0) above the diagonal
+      for (int i = 0; i < L; ++i) r[i] = V::load(G + (c0 + i) * C + b0);
+      V::transpose(r);
+      if (c0 < b0) {
+        for (int i = 0; i < L; ++i) V::store(G + (b0 + i) * C + c0, r[i]);
+      } else {
+        for (int i = 1; i < L; ++i) V::store_first(G + (b0 + i) * C + c0, r[i], i);
+      }
+    }
+  }
+  for (int64_t i = std::max(i0, whole); i < i1; ++i)
+    for (int64_t j = 0; j < i; ++j) G[i * C + j] = G[j * C + i];
+}
+
 }  // namespace
+
+void gram_mirror_rows_avx512(float* G, int64_t C, int64_t i0, int64_t i1) { mirror_rows(G, C, i0, i1); }
+void gram_mirror_rows_avx512(double* G, int64_t C, int64_t i0, int64_t i1) { mirror_rows(G, C, i0, i1); }
 
 void gram_own_accumulate_avx512(const float* F, int64_t C, int64_t ldf, int64_t M, float* Gt) {
   accumulate(F, C, ldf, M, Gt);

@@ -36,6 +36,12 @@ inline bool gram_own_suits(int64_t C, int64_t elem_size) {
 void gram_own_accumulate_avx512(const float* F, int64_t C, int64_t ldf, int64_t M, float* Gt);
 void gram_own_accumulate_avx512(const double* F, int64_t C, int64_t ldf, int64_t M, double* Gt);
 
+// G (C x C, row-major): G[i][j] = G[j][i] for the rows i in [i0, i1) and every
+// j < i (the mirror of an upper triangle; rows of different calls may run on
+// different threads). Defined only when A3EXT_HAVE_AVX512.
+void gram_mirror_rows_avx512(float* G, int64_t C, int64_t i0, int64_t i1);
+void gram_mirror_rows_avx512(double* G, int64_t C, int64_t i0, int64_t i1);
+
 // Whether the "own" engine runs here: this build has the AVX-512 kernel and ATen's
 // CPU capability (ATEN_CPU_CAPABILITY honoured) is AVX512.
 bool own_gram_available();
