@@ -42,6 +42,7 @@ struct Avx512<float> {
   static R set1(float v) { return _mm512_set1_ps(v); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   // the first n lanes of v to p
   static void store_first(float* p, R v, int n) { _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v); }
   // 16 x 16 transpose of r (rows) in registers.
@@ -81,6 +82,7 @@ struct Avx512<double> {
   static R set1(double v) { return _mm512_set1_pd(v); }
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
   static void store_first(double* p, R v, int n) { _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1), v); }
   // 8 x 8 transpose of r (rows) in registers.
   static void transpose(R r[8]) {
@@ -192,7 +194,38 @@ void mirror_rows(T* G, int64_t C, int64_t i0, int64_t i1) {
     for (int64_t j = 0; j < i; ++j) G[i * C + j] = G[j * C + i];
 }
 
+// S[i][j] = (g[i][j] + g[j][i]) * s for the rows i in [i0, i1) (i0 a multiple of
+// L) and every j: whole L x L blocks as the block plus the transpose of its mirror
+// block, the columns and rows past the last whole block one element at a time.
+template <typename T>
+void symmetric_sum_rows(const T* g, T* S, int64_t C, T s, int64_t i0, int64_t i1) {
+  using V = Avx512<T>;
+  constexpr int L = V::L;
+  const int64_t whole = C / L * L;
+  const typename V::R sv = V::set1(s);
+  for (int64_t b0 = i0; b0 < std::min(i1, whole); b0 += L) {
+    typename V::R r[L];
+    for (int64_t c0 = 0; c0 < whole; c0 += L) {
+      for (int i = 0; i < L; ++i) r[i] = V::load(g + (c0 + i) * C + b0);  // block (c0, b0)
+      V::transpose(r);  // r[i][j] = g[c0 + j][b0 + i]
+      for (int i = 0; i < L; ++i)
+        V::store(S + (b0 + i) * C + c0, V::mul(V::add(V::load(g + (b0 + i) * C + c0), r[i]), sv));
+    }
+    for (int64_t i = b0; i < b0 + L; ++i)
+      for (int64_t j = whole; j < C; ++j) S[i * C + j] = (g[i * C + j] + g[j * C + i]) * s;
+  }
+  for (int64_t i = std::max(i0, whole); i < i1; ++i)
+    for (int64_t j = 0; j < C; ++j) S[i * C + j] = (g[i * C + j] + g[j * C + i]) * s;
+}
+
 }  // namespace
+
+void gram_symmetric_sum_rows_avx512(const float* g, float* S, int64_t C, float s, int64_t i0, int64_t i1) {
+  symmetric_sum_rows(g, S, C, s, i0, i1);
+}
+void gram_symmetric_sum_rows_avx512(const double* g, double* S, int64_t C, double s, int64_t i0, int64_t i1) {
+  symmetric_sum_rows(g, S, C, s, i0, i1);
+}
 
 void gram_mirror_rows_avx512(float* G, int64_t C, int64_t i0, int64_t i1) { mirror_rows(G, C, i0, i1); }
 void gram_mirror_rows_avx512(double* G, int64_t C, int64_t i0, int64_t i1) { mirror_rows(G, C, i0, i1); }

@@ -42,6 +42,12 @@ void gram_own_accumulate_avx512(const double* F, int64_t C, int64_t ldf, int64_t
 void gram_mirror_rows_avx512(float* G, int64_t C, int64_t i0, int64_t i1);
 void gram_mirror_rows_avx512(double* G, int64_t C, int64_t i0, int64_t i1);
 
+// S = (g + g^T) * s for g, S (C x C, row-major, distinct), the rows i in [i0, i1)
+// (i0 a multiple of 16) and every column: the Gram backward's symmetric part.
+// Defined only when A3EXT_HAVE_AVX512.
+void gram_symmetric_sum_rows_avx512(const float* g, float* S, int64_t C, float s, int64_t i0, int64_t i1);
+void gram_symmetric_sum_rows_avx512(const double* g, double* S, int64_t C, double s, int64_t i0, int64_t i1);
+
 // Whether the "own" engine runs here: this build has the AVX-512 kernel and ATen's
 // CPU capability (ATEN_CPU_CAPABILITY honoured) is AVX512.
 bool own_gram_available();
