@@ -162,8 +162,10 @@ def test_without_avx512_the_own_engine_is_absent_and_forcing_it_falls_back():
 def test_vectorized_mirror_and_symmetric_part_equal_the_plain_code_bit_for_bit(tmp_path):
     """With AVX-512 the forward's mirror and the backward's (dG + dG^T) * s run on
     register transposes (gram_tiles.cpp); without it (ATEN_CPU_CAPABILITY=avx2) on
-    plain loops and ATen's add and mul. Same engine (blas), same inputs: the same
-    bits, for channel counts with and without a partial 16- or 8-wide block."""
+    plain loops and ATen's add and mul. Same engine (blas; oneDNN, whose scaled
+    mirror also runs there, for float32), same inputs, random and expanded upstream
+    gradients, two threads: the same bits, for channel counts with and without a
+    partial 16- or 8-wide block."""
     import os
     import subprocess
     import sys
@@ -171,16 +173,20 @@ def test_vectorized_mirror_and_symmetric_part_equal_the_plain_code_bit_for_bit(t
     if ops.cpu_isa() != "AVX512":
         pytest.skip("needs an AVX-512 CPU for the vectorized side")
     code = ("import sys, torch, a3ext; from a3ext import ops\n"
+            "torch.set_num_threads(2)\n"
             "torch.manual_seed(0)\n"
             "out = {}\n"
             "for dtype in (torch.float32, torch.float64):\n"
-            "    for C in (5, 16, 37, 130, 200):\n"
-            "        F = torch.randn(2, C, 7, 9, dtype=dtype, requires_grad=True)\n"
-            "        dG = torch.randn(2, C, C, dtype=dtype)\n"
-            "        with ops.gemm_backend('blas'):\n"
-            "            G = ops.gram(F)\n"
-            "            dF, = torch.autograd.grad(G, F, dG)\n"
-            "        out[f'{dtype} {C}'] = (G.detach(), dF)\n"
+            "    engines = ['blas'] + (['onednn'] if dtype == torch.float32 and 'onednn' in ops.gemm_engines() else [])\n"
+            "    for C in (5, 16, 37, 48, 130, 200):\n"
+            "        F = torch.randn(3, C, 7, 9, dtype=dtype, requires_grad=True)\n"
+            "        for grad in ('random', 'expanded'):\n"
+            "            dG = torch.randn(3, C, C, dtype=dtype) if grad == 'random' else torch.ones(1, 1, 1, dtype=dtype).expand(3, C, C)\n"
+            "            for engine in engines:\n"
+            "                with ops.gemm_backend(engine):\n"
+            "                    G = ops.gram(F)\n"
+            "                    dF, = torch.autograd.grad(G, F, dG)\n"
+            "                out[f'{dtype} {C} {grad} {engine}'] = (G.detach(), dF)\n"
             "torch.save(out, sys.argv[1])\n"
             "print(ops.cpu_isa())\n")
     results = {}
@@ -192,9 +198,32 @@ def test_vectorized_mirror_and_symmetric_part_equal_the_plain_code_bit_for_bit(t
         assert run.returncode == 0, run.stderr[-2000:]
         assert run.stdout.split()[-1] == cap.upper(), run.stdout
         results[cap] = torch.load(path, weights_only=True)
+    assert results["avx512"].keys() == results["avx2"].keys()
     for key, (G, dF) in results["avx512"].items():
         G2, dF2 = results["avx2"][key]
         assert torch.equal(G, G2), key
         assert torch.equal(dF, dF2), key
         assert torch.equal(G, G.transpose(1, 2)), key
+
+
+def test_gram_backward_engine_is_measured_and_recorded():
+    """The backward's product (bmm or oneDNN) is chosen by measurement per shape
+    class, like the forward's engine, and every candidate gives the same dF to
+    rounding."""
+    F = torch.randn(2, 24, 9, 11, requires_grad=True)
+    dG = torch.randn(2, 24, 24)
+    with ops.gemm_backend("auto"):
+        dF, = torch.autograd.grad(ops.gram(F), F, dG)
+    choices = {k: v for k, v in ops.gemm_engine_choices().items() if k.startswith("gram_bwd Float C24 ")}
+    candidates = ["blas"] + (["onednn"] if "onednn" in ops.gemm_engines() else [])
+    if len(candidates) == 1:  # nothing to choose, nothing measured
+        assert not choices, choices
+    else:
+        assert len(choices) == 1, ops.gemm_engine_choices()
+        choice = next(iter(choices.values()))
+        assert choice["engine"] in candidates and set(choice["trial_ms"]) == set(candidates), choice
+    for engine in candidates:
+        with ops.gemm_backend(engine):
+            dF_e, = torch.autograd.grad(ops.gram(F), F, dG)
+        torch.testing.assert_close(dF_e, dF, rtol=1e-5, atol=1e-7)
 

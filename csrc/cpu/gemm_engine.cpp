@@ -42,20 +42,6 @@ const char* engine_name(Engine e) {
   return "?";
 }
 
-bool use_onednn_gemm(at::ScalarType dtype, bool worth_it) {
-  const int backend = g_gemm_backend.load();
-  if (backend != 0 && backend != 2) return false;
-  if (dtype != at::kFloat) return false;
-  const bool available = OneDnnLinear::get().available();
-  if (backend == 2) {
-    TORCH_CHECK(available,
-                "a3ext: the 'onednn' GEMM backend was requested but this torch has no usable "
-                "oneDNN (torch.backends.mkldnn)");
-    return true;
-  }
-  return available && worth_it;
-}
-
 bool engine_forced(Engine e) { return g_gemm_backend.load() == static_cast<int>(e) + 1; }
 
 int64_t size_class(int64_t n) {

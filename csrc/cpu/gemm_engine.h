@@ -64,11 +64,6 @@ class OneDnnLinear {
   std::optional<c10::OperatorHandle> op_;
 };
 
-// Whether an op should use oneDNN for work of this dtype; `worth_it` is the
-// op's own judgement of whether the work is big enough (used in `auto` mode).
-// (Only the Gram backward still decides this way.)
-bool use_onednn_gemm(at::ScalarType dtype, bool worth_it);
-
 enum class Engine : int { Blas = 0, OneDnn = 1, Mkl = 2, BlasBatch = 3, Own = 4 };
 const char* engine_name(Engine e);
 

@@ -11,8 +11,9 @@
 // H*W class) on the first call: blas (block triangle / full GEMM), oneDNN
 // (float32), SYRK and the own kernel where this torch and CPU have them, each
 // timed on one synthetic image of that shape.
-// Backward: dF = s (dG + dG^T) F, one GEMM per image, right for any (not
-// necessarily symmetric) upstream gradient.
+// Backward: dF = s (dG + dG^T) F, one GEMM per image (bmm or oneDNN, measured per
+// shape class like the forward), right for any (not necessarily symmetric)
+// upstream gradient.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -50,10 +51,6 @@ using at::Tensor;
 // number of block rows (measured with benchmarks/bench_gram.py).
 constexpr int64_t kTriangleMinChannels = 64;
 constexpr int64_t kTriangleMinPixels = 1024;
-// float32 Gram matrices of at least this many FLOPs (2*C*C*H*W) go to oneDNN in
-// `auto` mode: below it oneDNN's call overhead loses to MKL (C = 192,
-// H*W = 1024: 0.93x of bmm through oneDNN; C = 112, H*W = 4096: 1.14x).
-constexpr double kOneDnnMinFlops = 1e8;
 
 // About 3 block rows (2/3 of the full FLOPs), each a multiple of 16 rows: 2, 3, 4
 // and 6 were measured; 3 was best or within noise of the best everywhere.
@@ -62,9 +59,10 @@ int64_t block_rows(int64_t C) {
 }
 
 // Makes G exactly symmetric from its upper triangle (j >= i, which every path
-// computes): G[i][j] = G[j][i] for j < i, copied in 32 x 32 tiles so that the
-// transposed reads stay in cache; with `scale`, first multiplies the upper
-// triangle by s.
+// computes): G[i][j] = G[j][i] for j < i, by AVX-512 register transposes where
+// ATen's capability is AVX512 (gram_tiles.cpp), else copied in 32 x 32 tiles so
+// that the transposed reads stay in cache; with `scale`, first multiplies the
+// upper triangle by s. The threads take at least 4 tiles of 32 rows each.
 template <typename T>
 void mirror(T* G, int64_t C, bool scale, T s) {
   constexpr int64_t kTile = 32;
@@ -76,7 +74,7 @@ void mirror(T* G, int64_t C, bool scale, T s) {
     });
   }
 #ifdef A3EXT_HAVE_AVX512
-  if (own_gram_available()) {  // register transposes (gram_tiles.cpp), rows in blocks of 128
+  if (own_gram_available()) {
     at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
       gram_mirror_rows_avx512(G, C, t0 * kTile, std::min(C, t1 * kTile));
     });
@@ -201,7 +199,8 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
 // (g + g^T) * s for g (N, C, C): by AVX-512 block transposes where ATen's
 // capability is AVX512 (at C = 320 one transposed add through TensorIterator took
 // 50 us, most of a small image's backward), else ATen's add and mul (the same
-// operations in the same order, so the same values).
+// values: s is applied in the tensor's dtype both ways). The threads take tiles of
+// 32 rows of any image, at least 4 at a time.
 Tensor symmetric_part(const Tensor& grad, double s) {
 #ifdef A3EXT_HAVE_AVX512
   if (own_gram_available()) {
@@ -209,20 +208,33 @@ Tensor symmetric_part(const Tensor& grad, double s) {
     Tensor S = at::empty_like(g, at::MemoryFormat::Contiguous);
     const int64_t N = g.size(0), C = g.size(1);
     constexpr int64_t kRows = 32;
+    const int64_t tiles = (C + kRows - 1) / kRows;
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "gram_symmetric_part", [&] {
       using T = scalar_t;
-      for (int64_t n = 0; n < N; ++n) {
-        const T* gp = g.const_data_ptr<T>() + n * C * C;
-        T* sp = S.mutable_data_ptr<T>() + n * C * C;
-        at::parallel_for(0, (C + kRows - 1) / kRows, 4, [&](int64_t t0, int64_t t1) {
-          gram_symmetric_sum_rows_avx512(gp, sp, C, static_cast<T>(s), t0 * kRows, std::min(C, t1 * kRows));
-        });
-      }
+      const T* gp = g.const_data_ptr<T>();
+      T* sp = S.mutable_data_ptr<T>();
+      at::parallel_for(0, N * tiles, 4, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const int64_t n = k / tiles, t = k % tiles;
+          gram_symmetric_sum_rows_avx512(gp + n * C * C, sp + n * C * C, C, static_cast<T>(s), t * kRows,
+                                         std::min(C, (t + 1) * kRows));
+        }
+      });
     });
     return S;
   }
 #endif
   return at::add(grad, grad.transpose(1, 2)).mul_(s);
+}
+
+// dF (N, C, H, W) = S @ F per image with the given engine: one bmm (blas), or a
+// oneDNN GEMM per image with F_n^T as oneDNN's (out, in) weight.
+Tensor backward_product(const Tensor& S, const Tensor& f, Engine engine) {
+  const int64_t N = f.size(0), C = f.size(1), M = f.size(2) * f.size(3);
+  if (engine != Engine::OneDnn) return at::bmm(S, f.view({N, C, M})).view(f.sizes());
+  Tensor dF = at::empty_like(f);
+  for (int64_t n = 0; n < N; ++n) dF[n].view({C, M}).copy_(OneDnnLinear::get()(S[n], f[n].view({C, M}).t()));
+  return dF;
 }
 
 Tensor gram_backward_cpu(const Tensor& grad, const Tensor& features, bool normalize) {
@@ -234,13 +246,26 @@ Tensor gram_backward_cpu(const Tensor& grad, const Tensor& features, bool normal
   if (N == 0 || C == 0 || M == 0) return at::zeros_like(f);
   // S = s (dG + dG^T): the symmetric part, so a single GEMM gives dF.
   const Tensor S = symmetric_part(grad, gram_scale(f, normalize));
-  const bool onednn = use_onednn_gemm(f.scalar_type(), 2.0 * C * C * M >= kOneDnnMinFlops);
-  if (!onednn) return at::bmm(S, f.view({N, C, M})).view(f.sizes());
-  Tensor dF = at::empty_like(f);
-  for (int64_t n = 0; n < N; ++n) {  // S_n (C, C) @ F_n (C, M), F_n^T as oneDNN's (out, in) weight
-    dF[n].view({C, M}).copy_(OneDnnLinear::get()(S[n], f[n].view({C, M}).t()));
-  }
-  return dF;
+  // The engine of the product, measured per (dtype, C, H*W class) like the
+  // forward's: bmm (MKL) or oneDNN (float32). (It was oneDNN from 1e8 FLOPs by a
+  // rule measured on an AMD EPYC; on an Intel Xeon oneDNN took 0.96 ms where bmm
+  // took 0.42 ms at C = 64, H*W = 16384.)
+  const at::ScalarType dtype = f.scalar_type();
+  std::vector<Engine> candidates{Engine::Blas};
+  if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
+  const std::string key = std::string("gram_bwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
+                          " M" + std::to_string(size_class(M));
+  Tensor Sc, fc;  // one synthetic image of this shape, made on the first (untimed) trial run
+  auto trial = [&](Engine e, bool /*warmup*/) -> double {
+    if (!fc.defined()) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
+      fc = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
+      Sc = at::empty({1, C, C}, f.options()).uniform_(-1, 1, gen);
+    }
+    return seconds_of([&] { backward_product(Sc, fc, e); });
+  };
+  const double flops = 2.0 * C * C * M;
+  return backward_product(S, f, select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3));
 }
 
 }  // namespace

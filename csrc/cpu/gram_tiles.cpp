@@ -23,6 +23,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace a3ext::cpu {
@@ -169,16 +170,25 @@ void accumulate(const T* F, int64_t C, int64_t ldf, int64_t M, T* Gt) {
   }
 }
 
+// The rows [a0, a1) of [i0, i1) that whole L x L blocks cover (a0, a1 multiples of
+// L; a0 <= a1): the block loops below touch no row outside [i0, i1) for any range.
+template <int L>
+std::pair<int64_t, int64_t> block_rows(int64_t C, int64_t i0, int64_t i1) {
+  const int64_t a0 = std::min((i0 + L - 1) / L * L, i1);
+  const int64_t a1 = std::max(a0, std::min(i1, C) / L * L);
+  return {a0, a1};
+}
+
 // G[i][j] = G[j][i] for the rows i in [i0, i1) and every j < i: whole L x L blocks
 // below the diagonal by register transposes of the block above it, the diagonal
-// blocks by a transpose stored under a lane mask (only j < i), rows past the last
-// whole block one element at a time.
+// blocks by a transpose stored under a lane mask (only j < i), rows outside whole
+// blocks one element at a time.
 template <typename T>
 void mirror_rows(T* G, int64_t C, int64_t i0, int64_t i1) {
   using V = Avx512<T>;
   constexpr int L = V::L;
-  const int64_t whole = C / L * L;  // rows and columns covered by whole blocks
-  for (int64_t b0 = i0 / L * L; b0 < std::min(i1, whole); b0 += L) {
+  const auto [a0, a1] = block_rows<L>(C, i0, i1);
+  for (int64_t b0 = a0; b0 < a1; b0 += L) {
     typename V::R r[L];
     for (int64_t c0 = 0; c0 <= b0; c0 += L) {  // block (b0, c0) from block (c0, b0) above the diagonal
       for (int i = 0; i < L; ++i) r[i] = V::load(G + (c0 + i) * C + b0);
@@ -190,20 +200,28 @@ void mirror_rows(T* G, int64_t C, int64_t i0, int64_t i1) {
       }
     }
   }
-  for (int64_t i = std::max(i0, whole); i < i1; ++i)
-    for (int64_t j = 0; j < i; ++j) G[i * C + j] = G[j * C + i];
+  auto scalar_rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      for (int64_t j = 0; j < i; ++j) G[i * C + j] = G[j * C + i];
+  };
+  scalar_rows(i0, a0);
+  scalar_rows(a1, i1);
 }
 
-// S[i][j] = (g[i][j] + g[j][i]) * s for the rows i in [i0, i1) (i0 a multiple of
-// L) and every j: whole L x L blocks as the block plus the transpose of its mirror
-// block, the columns and rows past the last whole block one element at a time.
+// S[i][j] = (g[i][j] + g[j][i]) * s for the rows i in [i0, i1) and every j: whole
+// L x L blocks as the block plus the transpose of its mirror block, the columns
+// and rows outside whole blocks one element at a time.
 template <typename T>
 void symmetric_sum_rows(const T* g, T* S, int64_t C, T s, int64_t i0, int64_t i1) {
   using V = Avx512<T>;
   constexpr int L = V::L;
-  const int64_t whole = C / L * L;
+  const int64_t whole = C / L * L;  // columns covered by whole blocks
+  const auto [a0, a1] = block_rows<L>(C, i0, i1);
   const typename V::R sv = V::set1(s);
-  for (int64_t b0 = i0; b0 < std::min(i1, whole); b0 += L) {
+  auto scalar = [&](int64_t i, int64_t j0) {
+    for (int64_t j = j0; j < C; ++j) S[i * C + j] = (g[i * C + j] + g[j * C + i]) * s;
+  };
+  for (int64_t b0 = a0; b0 < a1; b0 += L) {
     typename V::R r[L];
     for (int64_t c0 = 0; c0 < whole; c0 += L) {
       for (int i = 0; i < L; ++i) r[i] = V::load(g + (c0 + i) * C + b0);  // block (c0, b0)
@@ -211,11 +229,10 @@ void symmetric_sum_rows(const T* g, T* S, int64_t C, T s, int64_t i0, int64_t i1
       for (int i = 0; i < L; ++i)
         V::store(S + (b0 + i) * C + c0, V::mul(V::add(V::load(g + (b0 + i) * C + c0), r[i]), sv));
     }
-    for (int64_t i = b0; i < b0 + L; ++i)
-      for (int64_t j = whole; j < C; ++j) S[i * C + j] = (g[i * C + j] + g[j * C + i]) * s;
+    for (int64_t i = b0; i < b0 + L; ++i) scalar(i, whole);
   }
-  for (int64_t i = std::max(i0, whole); i < i1; ++i)
-    for (int64_t j = 0; j < C; ++j) S[i * C + j] = (g[i * C + j] + g[j * C + i]) * s;
+  for (int64_t i = i0; i < a0; ++i) scalar(i, 0);
+  for (int64_t i = a1; i < i1; ++i) scalar(i, 0);
 }
 
 }  // namespace

@@ -37,13 +37,14 @@ void gram_own_accumulate_avx512(const float* F, int64_t C, int64_t ldf, int64_t 
 void gram_own_accumulate_avx512(const double* F, int64_t C, int64_t ldf, int64_t M, double* Gt);
 
 // G (C x C, row-major): G[i][j] = G[j][i] for the rows i in [i0, i1) and every
-// j < i (the mirror of an upper triangle; rows of different calls may run on
-// different threads). Defined only when A3EXT_HAVE_AVX512.
+// j < i (the mirror of an upper triangle). Any 0 <= i0 <= i1 <= C; writes only
+// those rows, so calls on disjoint ranges may run on different threads.
+// Defined only when A3EXT_HAVE_AVX512.
 void gram_mirror_rows_avx512(float* G, int64_t C, int64_t i0, int64_t i1);
 void gram_mirror_rows_avx512(double* G, int64_t C, int64_t i0, int64_t i1);
 
 // S = (g + g^T) * s for g, S (C x C, row-major, distinct), the rows i in [i0, i1)
-// (i0 a multiple of 16) and every column: the Gram backward's symmetric part.
+// (any 0 <= i0 <= i1 <= C) and every column: the Gram backward's symmetric part.
 // Defined only when A3EXT_HAVE_AVX512.
 void gram_symmetric_sum_rows_avx512(const float* g, float* S, int64_t C, float s, int64_t i0, int64_t i1);
 void gram_symmetric_sum_rows_avx512(const double* g, double* S, int64_t C, double s, int64_t i0, int64_t i1);
