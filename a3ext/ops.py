@@ -971,7 +971,12 @@ def gemm_backend(name: str) -> Iterator[None]:
     ``"blas"``); ``"own"``: a3ext's AVX-512 kernel for the Gram forward
     (CPUs whose ATen capability is AVX512; everything else runs ``"blas"``).
     Forcing ``"onednn"`` or ``"mkl"`` when this torch lacks it
-    (:func:`gemm_engines`) raises for float32 work. Results agree to rounding.
+    (:func:`gemm_engines`) raises for float32 work. Results agree to rounding,
+    so with ``"auto"`` the last bits can differ between processes that measured
+    differently. Under ``torch.use_deterministic_algorithms(True)`` ``"auto"``
+    measures nothing and takes the choices loaded with
+    :func:`load_gemm_engine_choices`, else ``"blas"``: a run then repeats bit for
+    bit (on the same machine, threads and torch).
     """
     previous = _ops._set_gemm_backend(name)
     try:

@@ -278,6 +278,35 @@ def test_without_mkl_the_other_engines_still_run(tmp_path):
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
+def test_auto_under_torch_deterministic_mode_measures_nothing_and_repeats_bit_for_bit():
+    # Timing-based choices differ between processes and so would the rounding; with
+    # torch.use_deterministic_algorithms(True) `auto` takes a stored choice or blas.
+    a = make_inputs(24, 5, 48, 160, 4, torch.float32, requires_grad=True, scale=0.2)
+
+    def run(engine):
+        with ops.gemm_backend(engine):
+            h = ops.lstm(**a)
+            return (h, *torch.autograd.grad(h, list(a.values()), torch.ones_like(h)))
+
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.ops.a3ext._clear_gemm_engine_choices()
+    torch.use_deterministic_algorithms(True)
+    try:
+        got = run("auto")
+        assert ops.gemm_engine_choices() == {}  # nothing was measured
+        for x, y in zip(got, run("blas")):
+            assert torch.equal(x, y)
+        # a stored choice (what load_gemm_engine_choices sets) is taken
+        torch.ops.a3ext._set_gemm_engine_choice("lstm_fwd Float N32 T8 D48 H160", "blas_batch")
+        torch.ops.a3ext._set_gemm_engine_choice("lstm_bwd Float N32 T8 D48 H160", "blas_batch")
+        got = run("auto")
+        for x, y in zip(got, run("blas_batch")):
+            assert torch.equal(x, y)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+        torch.ops.a3ext._clear_gemm_engine_choices()
+
+
 def test_gemm_backend_selection():
     with ops.gemm_backend("blas"):
         assert torch.ops.a3ext._set_gemm_backend("blas") == "blas"

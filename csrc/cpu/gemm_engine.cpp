@@ -22,6 +22,7 @@ struct Choice {
   Engine engine;
   std::vector<std::pair<Engine, double>> seconds;  // measured per candidate
   double calibration_seconds;
+  bool stored = false;  // set from outside (a file of choices), not measured here
 };
 std::mutex g_mutex;                   // guards g_choices and serialises calibrations
 std::map<std::string, Choice> g_choices;
@@ -70,6 +71,12 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   if (candidates.size() == 1) return candidates[0];
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = g_choices.find(key);
+  if (at::globalContext().deterministicAlgorithms()) {
+    // torch.use_deterministic_algorithms(True): no timing decides anything, so a
+    // run repeats bit for bit: a stored choice (load_gemm_engine_choices) or blas.
+    if (it != g_choices.end() && it->second.stored && has(it->second.engine)) return it->second.engine;
+    return candidates[0];
+  }
   if (it != g_choices.end() && has(it->second.engine)) return it->second.engine;
   // Calibrate: one untimed run each (first-use costs: oneDNN's primitive cache,
   // page faults), then `rounds` interleaved timed runs; the minimum counts.
@@ -124,7 +131,7 @@ void set_engine_choice(const std::string& key, const std::string& engine) {
   }
   for (Engine e : {Engine::Blas, Engine::OneDnn, Engine::Mkl, Engine::BlasBatch, Engine::Own}) {
     if (engine == engine_name(e)) {
-      g_choices[key] = Choice{e, {}, 0.0};
+      g_choices[key] = Choice{e, {}, 0.0, /*stored=*/true};
       return;
     }
   }

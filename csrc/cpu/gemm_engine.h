@@ -75,7 +75,10 @@ const char* engine_name(Engine e);
 // first call with that key every candidate runs one untimed `trial(engine,
 // true)` (first-use costs), then `rounds` of `trial(engine, false)`, which
 // measures and returns the seconds the real call would take, interleaved; the
-// minimum over rounds counts.
+// minimum over rounds counts. Under torch.use_deterministic_algorithms(True) auto
+// mode measures nothing (timings differ between runs, and so would the rounding
+// of the engine they pick): a stored choice for `key` (load_gemm_engine_choices)
+// if there is one, else Blas.
 Engine select_engine(const std::string& key, at::ScalarType dtype,
                      const std::vector<Engine>& candidates,
                      const std::function<double(Engine, bool)>& trial, int rounds = 2);
