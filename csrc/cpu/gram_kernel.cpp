@@ -31,6 +31,7 @@
 #include "gram_tiles.h"
 #include "mkl_dl.h"
 #include "rnn_pointwise.h"
+#include "workspace.h"
 
 namespace a3ext::cpu {
 
@@ -102,11 +103,15 @@ void gram_own(const T* F, int64_t C, int64_t M, T s, T* G) {
   const int64_t Cp = gram_own_padded(C);
   const int64_t chunks = std::max<int64_t>(
       1, std::min<int64_t>(at::get_num_threads(), M / (4 * gram_own_panel_pixels(C, sizeof(T)))));
-  std::vector<T> partial(static_cast<size_t>(chunks * Cp * Cp), T(0));
+  // per-thread sums, 64-byte aligned (the kernel's row updates are whole vectors;
+  // a std::vector's 16-byte alignment splits every one across two cache lines)
+  const Workspace partial_ws({chunks * Cp * Cp}, c10::CppTypeToScalarType<T>::value);
+  T* partial = partial_ws.tensor().mutable_data_ptr<T>();
+  std::fill(partial, partial + chunks * Cp * Cp, T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t p0 = M * c / chunks, p1 = M * (c + 1) / chunks;
-      gram_own_accumulate_avx512(F + p0, C, M, p1 - p0, partial.data() + c * Cp * Cp);
+      gram_own_accumulate_avx512(F + p0, C, M, p1 - p0, partial + c * Cp * Cp);
     }
   });
   for (int64_t j = 0; j < C; ++j)  // upper triangle: G[i][j] = s * sum_c Gt_c[j][i], i <= j
