@@ -23,6 +23,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -158,15 +159,18 @@ template <typename T>
 void accumulate(const T* F, int64_t C, int64_t ldf, int64_t M, T* Gt) {
   constexpr int L = Avx512<T>::L;
   const int64_t Cp = gram_own_padded(C), kKc = gram_own_panel_pixels(C, sizeof(T));
-  std::vector<T> panel(static_cast<size_t>(kKc * Cp));
+  // the packed panel, 64-byte aligned (its rows are whole vectors: Cp is a multiple
+  // of 16 floats / 8 doubles, so aligned rows never straddle a cache line)
+  std::vector<T> storage(static_cast<size_t>(kKc * Cp + 64 / sizeof(T)));
+  T* const panel = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) & ~std::uintptr_t(63));
   for (int64_t p0 = 0; p0 < M; p0 += kKc) {
     const int64_t kc = std::min(kKc, M - p0);
-    pack(F + p0, C, Cp, ldf, kc, panel.data());
+    pack(F + p0, C, Cp, ldf, kc, panel);
     int64_t i0 = 0;
     for (; i0 + 2 * L <= Cp; i0 += 2 * L)
-      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<T, 2>(panel.data(), Cp, kc, i0, j0, Gt);
+      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<T, 2>(panel, Cp, kc, i0, j0, Gt);
     for (; i0 < Cp; i0 += L)
-      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<T, 1>(panel.data(), Cp, kc, i0, j0, Gt);
+      for (int64_t j0 = i0; j0 < Cp; j0 += 8) tile<T, 1>(panel, Cp, kc, i0, j0, Gt);
   }
 }
 
