@@ -410,8 +410,9 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
   // One multi-threaded dh GEMM per step on the whole batch, after the pointwise
   // pass in parallel over rows.
   auto run_batch = [&](const auto& step_gemm) {
-    // the recurrent gradient (rows x H), 64-byte aligned from the pool: a
-    // std::vector's rows would start mid cache line (3 % of the float32 backward)
+    // the recurrent gradient (rows x H) from the pool: 64-byte aligned, no fresh
+    // allocation (no difference measured against a std::vector, swapping the built
+    // modules in alternating processes)
     const Workspace rec_ws({(l.steps() > 0 ? l.count[0] : 0) * H}, c10::CppTypeToScalarType<T>::value);
     T* rec = rec_ws.tensor().template mutable_data_ptr<T>();
     int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
