@@ -169,6 +169,29 @@ void gram_into(const Tensor& f, Tensor& G, double s, Engine engine) {
   });
 }
 
+// The engine of one Gram pass ("gram_fwd", "gram_bwd") on features f, measured
+// per (pass, dtype, C, H*W class) in `auto` mode (select_engine): each trial is
+// run(engine, image, matrix) on one synthetic image of f's shape and a synthetic
+// C x C matrix, made on the first (untimed) trial.
+template <typename Run>
+Engine gram_engine(const char* pass, const Tensor& f, const std::vector<Engine>& candidates, const Run& run) {
+  const int64_t C = f.size(1), M = f.size(2) * f.size(3);
+  const at::ScalarType dtype = f.scalar_type();
+  const std::string key = std::string(pass) + " " + c10::toString(dtype) + " C" + std::to_string(C) + " M" +
+                          std::to_string(size_class(M));
+  Tensor image, matrix;
+  auto trial = [&](Engine e, bool /*warmup*/) -> double {
+    if (!image.defined()) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
+      image = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
+      matrix = at::empty({1, C, C}, f.options()).uniform_(-1, 1, gen);
+    }
+    return seconds_of([&] { run(e, image, matrix); });
+  };
+  const double flops = 2.0 * C * C * M;
+  return select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3);
+}
+
 Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   const char* op = "a3ext.gram";
   check_gram_features(op, features);
@@ -185,19 +208,9 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   if (syrk) candidates.push_back(Engine::Mkl);
   if (own_gram_available() && gram_own_suits(C, static_cast<int64_t>(f.element_size())))
     candidates.push_back(Engine::Own);
-  const std::string key = std::string("gram_fwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
-                          " M" + std::to_string(size_class(M));
-  Tensor fc, Gc;  // one synthetic image of this shape, made on the first (untimed) trial run
-  auto trial = [&](Engine e, bool /*warmup*/) -> double {
-    if (!fc.defined()) {
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
-      fc = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
-      Gc = at::empty({1, C, C}, f.options());
-    }
-    return seconds_of([&] { gram_into(fc, Gc, s, e); });
-  };
-  const double flops = 2.0 * C * C * M;
-  gram_into(f, G, s, select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3));
+  gram_into(f, G, s, gram_engine("gram_fwd", f, candidates, [&](Engine e, const Tensor& image, Tensor& matrix) {
+              gram_into(image, matrix, s, e);
+            }));
   return G;
 }
 
@@ -258,19 +271,9 @@ Tensor gram_backward_cpu(const Tensor& grad, const Tensor& features, bool normal
   const at::ScalarType dtype = f.scalar_type();
   std::vector<Engine> candidates{Engine::Blas};
   if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
-  const std::string key = std::string("gram_bwd ") + c10::toString(dtype) + " C" + std::to_string(C) +
-                          " M" + std::to_string(size_class(M));
-  Tensor Sc, fc;  // one synthetic image of this shape, made on the first (untimed) trial run
-  auto trial = [&](Engine e, bool /*warmup*/) -> double {
-    if (!fc.defined()) {
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
-      fc = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
-      Sc = at::empty({1, C, C}, f.options()).uniform_(-1, 1, gen);
-    }
-    return seconds_of([&] { backward_product(Sc, fc, e); });
-  };
-  const double flops = 2.0 * C * C * M;
-  return backward_product(S, f, select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3));
+  return backward_product(S, f, gram_engine("gram_bwd", f, candidates, [&](Engine e, const Tensor& image, Tensor& matrix) {
+                             backward_product(matrix, image, e);
+                           }));
 }
 
 }  // namespace
