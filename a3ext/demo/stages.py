@@ -612,9 +612,9 @@ def gan(ctx) -> None:
 # 66-70, DCGAN 48-52, vanilla 40-44, LS 36-42; full mode WGAN-GP 622, DCGAN 440,
 # semi-supervised 168, vanilla 150, LS 145: the last three end the DCGAN's queue beside
 # WGAN-GP's). Not a setting: the order changes no result, only when each is ready.
-_JOB_ORDER = {"tiny": ("wgangp", "dc", "semisup", "vanilla", "ls"),
-              "quick": ("semisup", "wgangp", "dc", "vanilla", "ls"),
-              "full": ("wgangp", "dc", "semisup", "vanilla", "ls")}
+_FULL_JOB_ORDER = ("wgangp", "dc", "semisup", "vanilla", "ls")
+_JOB_ORDER = {"tiny": _FULL_JOB_ORDER, "quick": ("semisup", "wgangp", "dc", "vanilla", "ls"),
+              "full": _FULL_JOB_ORDER}
 
 
 def _gan_job(kind: str, images, labels, s: dict, work_dir, progress: bool = False) -> dict:

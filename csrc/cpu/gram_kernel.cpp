@@ -105,8 +105,8 @@ void gram_own(const T* F, int64_t C, int64_t M, T s, T* G) {
       1, std::min<int64_t>(at::get_num_threads(), M / (4 * gram_own_panel_pixels(C, sizeof(T)))));
   // per-thread sums, 64-byte aligned (the kernel's row updates are whole vectors;
   // a std::vector's 16-byte alignment splits every one across two cache lines)
-  const Workspace partial_ws({chunks * Cp * Cp}, c10::CppTypeToScalarType<T>::value);
-  T* partial = partial_ws.tensor().mutable_data_ptr<T>();
+  const auto partial_ws = Workspace::elements<T>(chunks * Cp * Cp);
+  T* partial = partial_ws.template data<T>();
   std::fill(partial, partial + chunks * Cp * Cp, T(0));
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {

@@ -392,8 +392,8 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t n0 = bounds[c], n1 = bounds[c + 1];
         // sequences that have not started yet (going backward) stay zero
-        const Workspace dh_rec_ws({(n1 - n0) * H}, c10::CppTypeToScalarType<T>::value);
-        T* dh_rec = dh_rec_ws.tensor().template mutable_data_ptr<T>();
+        const auto dh_rec_ws = Workspace::elements<T>((n1 - n0) * H);
+        T* dh_rec = dh_rec_ws.template data<T>();
         std::fill(dh_rec, dh_rec + (n1 - n0) * H, T(0));
         int64_t prev_rows = 0;
         for (int64_t t = l.steps() - 1; t >= 0; --t) {
@@ -413,8 +413,8 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
     // the recurrent gradient (rows x H) from the pool: 64-byte aligned, no fresh
     // allocation (no difference measured against a std::vector, swapping the built
     // modules in alternating processes)
-    const Workspace rec_ws({(l.steps() > 0 ? l.count[0] : 0) * H}, c10::CppTypeToScalarType<T>::value);
-    T* rec = rec_ws.tensor().template mutable_data_ptr<T>();
+    const auto rec_ws = Workspace::elements<T>((l.steps() > 0 ? l.count[0] : 0) * H);
+    T* rec = rec_ws.template data<T>();
     int64_t rec_rows = 0;  // sequences of step t + 1, the ones with a recurrent gradient
     for (int64_t t = l.steps() - 1; t >= 0; --t) {
       const int64_t n = l.count[t];

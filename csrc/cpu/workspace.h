@@ -41,6 +41,16 @@ class Workspace {
   Workspace& operator=(const Workspace&) = delete;
   const at::Tensor& tensor() const { return tensor_; }
 
+  // n elements of type T, and their memory.
+  template <typename T>
+  static Workspace elements(int64_t n) {
+    return Workspace({n}, c10::CppTypeToScalarType<T>::value);
+  }
+  template <typename T>
+  T* data() const {
+    return tensor_.mutable_data_ptr<T>();
+  }
+
  private:
   at::Tensor bytes_, tensor_;
 };
