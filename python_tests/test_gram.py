@@ -137,13 +137,9 @@ def test_gram_own_kernel_split_over_two_threads(shape, dtype):
         torch.set_num_threads(previous)
 
 
-def test_without_avx512_the_own_engine_is_absent_and_forcing_it_falls_back():
+def test_without_avx512_the_own_engine_is_absent_and_forcing_it_falls_back(run_python):
     """On a CPU without AVX-512 (simulated with ATEN_CPU_CAPABILITY=avx2) the own
     kernel is not offered, and forcing it runs the blas engine: same values."""
-    import os
-    import subprocess
-    import sys
-
     code = ("import numpy as np, torch, a3ext; from a3ext import ops\n"
             "assert ops.cpu_isa() in ('AVX2', 'DEFAULT'), ops.cpu_isa()\n"
             "assert 'own' not in ops.gemm_engines(), ops.gemm_engines()\n"
@@ -154,22 +150,17 @@ def test_without_avx512_the_own_engine_is_absent_and_forcing_it_falls_back():
             "want = f @ f.T / F.numel()\n"
             "assert np.abs(G[0].double().numpy() - want).max() / np.abs(want).max() < 1e-5\n"
             "print('ok')\n")
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = run_python(code, ATEN_CPU_CAPABILITY="avx2")
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 
 
-def test_vectorized_mirror_and_symmetric_part_equal_the_plain_code_bit_for_bit(tmp_path):
+def test_vectorized_mirror_and_symmetric_part_equal_the_plain_code_bit_for_bit(tmp_path, run_python):
     """With AVX-512 the forward's mirror and the backward's (dG + dG^T) * s run on
     register transposes (gram_tiles.cpp); without it (ATEN_CPU_CAPABILITY=avx2) on
     plain loops and ATen's add and mul. Same engine (blas; oneDNN, whose scaled
     mirror also runs there, for float32), same inputs, random and expanded upstream
     gradients, two threads: the same bits, for channel counts with and without a
     partial 16- or 8-wide block."""
-    import os
-    import subprocess
-    import sys
-
     if ops.cpu_isa() != "AVX512":
         pytest.skip("needs an AVX-512 CPU for the vectorized side")
     code = ("import sys, torch, a3ext; from a3ext import ops\n"
@@ -192,9 +183,7 @@ def test_vectorized_mirror_and_symmetric_part_equal_the_plain_code_bit_for_bit(t
     results = {}
     for cap in ("avx512", "avx2"):
         path = tmp_path / f"{cap}.pt"
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=cap)
-        run = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True,
-                             timeout=300)
+        run = run_python(code, str(path), ATEN_CPU_CAPABILITY=cap)
         assert run.returncode == 0, run.stderr[-2000:]
         assert run.stdout.split()[-1] == cap.upper(), run.stdout
         results[cap] = torch.load(path, weights_only=True)

@@ -255,10 +255,8 @@ def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
     assert ops.load_gemm_engine_choices(tmp_path / "missing.json") == 0
 
 
-def test_without_mkl_the_other_engines_still_run(tmp_path):
+def test_without_mkl_the_other_engines_still_run(run_python):
     # A3EXT_DISABLE_MKL hides MKL's routines, as on a torch build without MKL.
-    import subprocess
-    import sys
     code = ("import torch, a3ext; from a3ext import ops\n"
             "assert 'mkl' not in ops.gemm_engines()\n"
             "x = torch.randn(3, 4, 5); h0 = torch.randn(3, 6)\n"
@@ -272,9 +270,7 @@ def test_without_mkl_the_other_engines_still_run(tmp_path):
             "except RuntimeError as e:\n"
             "    assert 'no MKL packed GEMM' in str(e)\n"
             "print('ok')\n")
-    import os
-    env = dict(os.environ, A3EXT_DISABLE_MKL="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = run_python(code, A3EXT_DISABLE_MKL="1")
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
