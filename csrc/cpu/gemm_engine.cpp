@@ -2,6 +2,8 @@
 
 #include <torch/library.h>
 
+#include <ATen/Parallel.h>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -99,6 +101,23 @@ double seconds_of(const std::function<void()>& f) {
   const double s = now();
   f();
   return now() - s;
+}
+
+at::Tensor synthetic(at::IntArrayRef shape, double a, const at::TensorOptions& options, uint32_t stream) {
+  at::Tensor out = at::empty(shape, options);
+  const int64_t n = out.numel();
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "a3ext_synthetic", [&] {
+    scalar_t* p = out.mutable_data_ptr<scalar_t>();
+    const uint32_t offset = stream << 20;
+    const scalar_t scale = static_cast<scalar_t>(2.0 * a / 4294967296.0), shift = static_cast<scalar_t>(a);
+    at::parallel_for(0, n, int64_t(1) << 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const uint32_t u = (static_cast<uint32_t>(i) + offset) * 2654435769u;  // 2^32 / golden ratio
+        p[i] = static_cast<scalar_t>(u >> 8 << 8) * scale - shift;
+      }
+    });
+  });
+  return out;
 }
 
 std::string set_gemm_backend(const std::string& backend) {

@@ -18,7 +18,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <string>
@@ -182,9 +181,8 @@ Engine gram_engine(const char* pass, const Tensor& f, const std::vector<Engine>&
   Tensor image, matrix;
   auto trial = [&](Engine e, bool /*warmup*/) -> double {
     if (!image.defined()) {
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
-      image = at::empty({1, C, f.size(2), f.size(3)}, f.options()).uniform_(-1, 1, gen);
-      matrix = at::empty({1, C, C}, f.options()).uniform_(-1, 1, gen);
+      image = synthetic({1, C, f.size(2), f.size(3)}, 1.0, f.options(), 1);
+      matrix = synthetic({1, C, C}, 1.0, f.options(), 2);
     }
     return seconds_of([&] { run(e, image, matrix); });
   };

@@ -27,8 +27,6 @@
 #include <ATen/Version.h>
 #include <torch/library.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
@@ -595,7 +593,9 @@ struct Lstm {
 // capped at 64 rows: one step and Tc = 3..8 steps timed, the cost of the real
 // T steps extrapolated from the two (so that an engine's per-call cost, such
 // as packing the weight, counts as often as it will be paid), one untimed step
-// first; the whole calibration takes 5-50 ms on 2 cores. Keyed by cell, pass,
+// first; the whole calibration takes 1-50 ms on 2 cores (the largest classes,
+// N = 128 x H = 512 backward, 45-50 ms; more when it is a process's first call).
+// Keyed by cell, pass,
 // dtype, batch and steps rounded up to powers of two, D and H.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
                     int64_t H) {
@@ -611,13 +611,13 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
                           c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
                           " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
-  // synthetic inputs, made on the first (untimed) trial run, from a private generator
+  // synthetic inputs (gemm_engine.h), made on the first (untimed) trial run
   std::vector<Tensor> in;
   auto run = [&](Engine e, int64_t steps) {
     if (in.empty()) {
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(20240611);
       const auto o = at::TensorOptions().dtype(dtype);
-      auto r = [&](at::IntArrayRef s, double a) { return at::empty(s, o).uniform_(-a, a, gen); };
+      uint32_t stream = 0;
+      auto r = [&](at::IntArrayRef s, double a) { return synthetic(s, a, o, ++stream); };
       // x, h0, c0, Wx, Wh, b, then h, c, gates, dh (for the backward)
       in = {r({Bc * Tc, D}, 1.0), r({Bc, H}, 0.5), r({Bc, H}, 0.5), r({D, G}, 0.05), r({H, G}, 0.05),
             r({G}, 0.1), r({Bc * Tc, H}, 0.5), r({Bc * Tc, H}, 0.5), r({Bc * Tc, G}, 0.5), r({Bc * Tc, H}, 1.0)};
