@@ -124,6 +124,46 @@ def test_float32_tanh_accuracy_over_the_whole_range():
     assert torch.allclose(hs[1:, 0, 0], torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]), rtol=0, atol=3e-7)
 
 
+_FLOAT64_TANH_CHECK = """
+import sys, numpy as np, torch
+from a3ext import ops
+rng = np.random.default_rng(0)
+x = np.concatenate([rng.uniform(-25, 25, 200_000), rng.uniform(-1, 1, 200_000),
+                    np.linspace(0.62, 0.63, 10_001), -np.linspace(0.62, 0.63, 10_001),
+                    10.0 ** rng.uniform(-320, -1, 20_000) * rng.choice([-1, 1], 20_000)])
+H = 64
+x = np.concatenate([x, np.zeros((-x.size) % H)])
+xt = torch.from_numpy(x).view(-1, 1, H)
+h = ops.rnn(xt, torch.zeros(xt.shape[0], H, dtype=torch.float64), torch.eye(H, dtype=torch.float64),
+            torch.zeros(H, H, dtype=torch.float64), torch.zeros(H, dtype=torch.float64)).numpy().ravel()
+want = np.tanh(x.astype(np.longdouble))
+ulp = np.abs(h.astype(np.longdouble) - want) / np.spacing(np.abs(want).astype(np.float64)).astype(np.longdouble)
+# one value per sequence (H = 1), so that inf * 0 in the projection cannot mix them
+special = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e300, -1e300, 40.0, -40.0, 0.0],
+                       dtype=torch.float64)
+hs = ops.rnn(special.view(8, 1, 1), torch.zeros(8, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64),
+             torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)).ravel()
+print(float(ulp.max()), float(ulp.mean()), ops.cpu_isa(), *[repr(v) for v in hs.tolist()])
+"""
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_float64_tanh_accuracy_over_the_whole_range(run_python, capability):
+    """The float64 time loops use Cephes' tanh with one division (rnn_pointwise.cpp)
+    instead of SLEEF's: within 3 ULP of long double tanh over [-25, 25], around
+    its branch point 0.625 and down to 1e-320, on every instruction set; NaN
+    stays NaN, +-inf and huge inputs give +-1."""
+    if capability == "avx512" and ops.cpu_isa() != "AVX512":
+        pytest.skip("this CPU runs no AVX-512 code")
+    run = run_python(_FLOAT64_TANH_CHECK, ATEN_CPU_CAPABILITY=capability)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout.split()
+    worst, mean, isa = float(out[0]), float(out[1]), out[2]
+    assert isa == {"default": "DEFAULT", "avx2": "AVX2", "avx512": "AVX512"}[capability]
+    assert worst <= 3.0 and mean <= 0.5, (worst, mean)
+    assert out[3] == "nan" and [float(v) for v in out[4:]] == [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 0.0]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_step_ops_match_reference(dtype, backend):
     N, D, H = 4, 5, 6

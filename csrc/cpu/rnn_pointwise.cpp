@@ -33,10 +33,36 @@ inline Vec<T> sigmoid(const Vec<T>& x) {
 // FMAs and one division instead of SLEEF's 1-ULP tanhf16 (the float32 LSTM
 // forward is 8-13 % faster with it), within 6 float32 ULP of tanh (3.4e-7
 // absolute; measured over 2e6 points in [-12, 12] and 1e5 tiny ones).
-// NaN stays NaN, +-inf gives +-1. float64 keeps SLEEF's tanh.
+// NaN stays NaN, +-inf gives +-1.
+// float64: Cephes' tanh -- |x| < 0.625: x + x^3 P(x^2) / Q(x^2) (degrees 2 and 3),
+// otherwise (e - 1) / (e + 1) with e = exp(2|x|) and x's sign -- both branches per
+// vector and one division (the small branch as x (Q + x^2 P) / Q): SLEEF's 1-ULP
+// tanh (its double-double expm1) cost 10x its exp and ~8 % of the float64 LSTM
+// forward (this one: forward 5 % faster, RNN forward 5-20 %). Within 2.25 float64
+// ULP of tanh (mean 0.32; against long double over 4e6 points in [-25, 25], most
+// of them in [-1, 1], and 1e5 tiny ones down to 1e-320); NaN stays NaN, +-inf
+// gives +-1.
 template <typename T>
 inline Vec<T> tanh(const Vec<T>& x) {
   return x.tanh();
+}
+template <>
+inline Vec<double> tanh(const Vec<double>& x) {
+  using V = Vec<double>;
+  const V s = x * x;
+  V p = at::vec::fmadd(s, V(-9.64399179425052238628e-1), V(-9.92877231001918586564e1));
+  p = at::vec::fmadd(s, p, V(-1.61468768441708447952e3));
+  V q = s + V(1.12811678491632931402e2);
+  q = at::vec::fmadd(s, q, V(2.23548839060100448583e3));
+  q = at::vec::fmadd(s, q, V(4.84406305325125486048e3));
+  const V ax = x.abs();
+  // exp(2|x|) for |x| <= 20 (beyond, tanh rounds to +-1 and exp would overflow to inf / inf)
+  const V e = at::vec::minimum(ax + ax, V(40.0)).exp();
+  const V one(1.0);
+  const V large = ax >= V(0.625);
+  const V num = V::blendv(x * at::vec::fmadd(s, p, q), V::blendv(e - one, one - e, x < V(0.0)), large);
+  const V den = V::blendv(q, e + one, large);
+  return num / den;
 }
 template <>
 inline Vec<float> tanh(const Vec<float>& a) {
