@@ -133,6 +133,21 @@ def remove_stale_temporaries(path) -> list[Path]:
     return removed
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (another
+    thread creating a file meanwhile would otherwise get umask 0)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write: Callable) -> Path:
     """Write through ``write(fileobj)`` into a temporary file beside ``path``, fsync,
     then :func:`os.replace` it into place: readers never see a partial file.
@@ -147,6 +162,8 @@ def atomic_write(path, write: Callable) -> Path:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            # mkstemp makes the file 0600; give it the mode open() would (0666 & ~umask)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -160,23 +177,27 @@ def atomic_write(path, write: Callable) -> Path:
     return path
 
 
-def _positive(convert: Callable, what: str, allow: Callable) -> Callable:
+def _number(convert: Callable, what: str, allow: Callable) -> Callable:
     def parse(text: str):
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if not allow(value):
-            raise argparse.ArgumentTypeError(f"expected a positive {what}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
         return value
 
     return parse
 
 
 #: argparse type: an integer >= 1.
-positive_int = _positive(int, "integer", lambda v: v >= 1)
+positive_int = _number(int, "a positive integer", lambda v: v >= 1)
+#: argparse type: an integer >= 0.
+nonnegative_int = _number(int, "a non-negative integer", lambda v: v >= 0)
 #: argparse type: a finite number > 0.
-positive_float = _positive(float, "finite number", lambda v: math.isfinite(v) and v > 0)
+positive_float = _number(float, "a positive finite number", lambda v: math.isfinite(v) and v > 0)
+#: argparse type: a finite number >= 0.
+nonnegative_float = _number(float, "a non-negative finite number", lambda v: math.isfinite(v) and v >= 0)
 
 
 @contextlib.contextmanager

@@ -100,6 +100,22 @@ class Kind:
 _KINDS: dict[str, Kind] = {}
 
 
+def _as_kind(kind, where: str) -> Kind:
+    """``kind`` as a :class:`Kind`: one, or the name of one ("captioning", "gan", ...)."""
+    if isinstance(kind, Kind):
+        return kind
+    if isinstance(kind, str):
+        if kind not in _KINDS:  # the built-in kinds register when their trainers are imported
+            import a3ext.captioning.solver  # noqa: F401
+            import a3ext.gan.train  # noqa: F401
+        if kind in _KINDS:
+            return _KINDS[kind]
+        raise ValueError(f"checkpoint.{where}: unknown kind {kind!r}; expected a checkpoint.Kind or one of "
+                         f"{', '.join(repr(k) for k in sorted(_KINDS))}")
+    raise TypeError(f"checkpoint.{where}: kind must be a checkpoint.Kind or the name of one (str), "
+                    f"got {type(kind).__name__}")
+
+
 # ----------------------------------------------------------------------------- digest
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
@@ -202,15 +218,16 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def save(state: dict, path, kind: Kind) -> Path:
+def save(state: dict, path, kind: Kind | str) -> Path:
     """Write ``state`` (a dict of tensors and plain values) to ``path`` atomically, with
-    ``kind`` and the digest of its contents in the ``"a3ext_integrity"`` entry.
+    ``kind`` (a :class:`Kind` or its name) and the digest of its contents in the ``"a3ext_integrity"`` entry.
 
     Raises ``TypeError`` (before touching the file) for values ``weights_only`` loading
     could not read back, and :class:`CheckpointWriteError` when the write fails; in both
     cases the previous file at ``path`` is unchanged. Stale temporaries of ``path`` left
     by a killed save are removed first.
     """
+    kind = _as_kind(kind, "save")
     if type(state) not in (dict, collections.OrderedDict):
         raise TypeError(f"checkpoint.save: state must be a dict, got {type(state).__name__}")
     if INTEGRITY_KEY in state:
@@ -268,9 +285,10 @@ def _kind_of_legacy(state: dict) -> Kind | None:
     return None
 
 
-def load(path, kind: Kind) -> dict:
+def load(path, kind: Kind | str) -> dict:
     """Load a checkpoint of ``kind`` onto the CPU, verified; returns the state dict
     without the integrity entry. See the module docstring for the errors."""
+    kind = _as_kind(kind, "load")
     path = Path(path)
     remove_stale_temporaries(path)
     if not path.exists():

@@ -147,6 +147,32 @@ def test_roundtrip_keeps_every_value_and_hides_the_integrity_entry(tmp_path):
     assert raw[C.INTEGRITY_KEY]["kind"] == "test" and len(raw[C.INTEGRITY_KEY]["sha256"]) == 64
 
 
+def test_kind_by_name_and_bad_kinds_get_clear_errors(tmp_path):
+    path = C.save({"a": torch.ones(2)}, tmp_path / "x.pt", "gan")  # the name of a registered kind
+    assert torch.equal(C.load(path, "gan")["a"], torch.ones(2))
+    from a3ext.gan.train import CHECKPOINT_KIND
+    assert torch.equal(C.load(path, CHECKPOINT_KIND)["a"], torch.ones(2))
+    with pytest.raises(C.CheckpointError, match="a3ext GAN checkpoint"):
+        C.load(path, "captioning")
+    with pytest.raises(ValueError, match=r"checkpoint.load: unknown kind 'nope'; expected .*'captioning', 'gan'"):
+        C.load(path, "nope")
+    with pytest.raises(TypeError, match="checkpoint.save: kind must be a checkpoint.Kind or the name of one .*NoneType"):
+        C.save({"a": 1}, tmp_path / "y.pt", None)
+    assert not (tmp_path / "y.pt").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_open_would_give(tmp_path, umask):
+    """Atomic writes go through mkstemp (mode 0600); the file must end up as a plain
+    open() would make it, 0666 minus the umask, so a report or checkpoint can be shared."""
+    before = os.umask(umask)
+    try:
+        path = C.save({"a": 1}, tmp_path / "x.pt", TEST_KIND)
+    finally:
+        os.umask(before)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~umask
+
+
 def test_digest_covers_bytes_metadata_and_structure():
     base = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     ref = C.digest({"w": base, "n": 1})
