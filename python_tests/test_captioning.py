@@ -91,6 +91,19 @@ def test_layers_reject_bad_shapes_naming_argument():
         L.word_embedding(torch.zeros(2, 3), torch.zeros(4, 5))
 
 
+def test_model_loss_refuses_none_and_meta_naming_the_argument():
+    m = CaptioningRNN({"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3}, input_dim=4, wordvec_dim=3, hidden_dim=5)
+    caps = torch.tensor([[1, 3, 2]])
+    with pytest.raises(TypeError, match=r"CaptioningRNN.loss: expected features of shape \(N, D\) with D = 4 .*NoneType"):
+        m.loss(None, caps)
+    with pytest.raises(TypeError, match=r"CaptioningRNN.loss: expected captions of shape \(N, T\+1\).*NoneType"):
+        m.loss(torch.zeros(1, 4), None)
+    with pytest.raises(ValueError, match="CaptioningRNN.loss: features must hold values .* meta"):
+        m.loss(torch.zeros(1, 4, device="meta"), caps)
+    with pytest.raises(ValueError, match="CaptioningRNN.sample: features must hold values .* meta"):
+        m.sample(torch.zeros(1, 4, device="meta"))
+
+
 # ---------------------------------------------------------------------------
 # model
 def _linspace_model(cell, D=20, W=30, H=40):
@@ -782,6 +795,20 @@ def test_cli_make_dataset_train_eval_sample(tmp_path, capsys):
                  "--num-val-images", "3"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["iterations"] == 6 and summary["val_bleu"]["num_images"] == 3
+    train = ["caption", "train", "--data", str(data), "--hidden-dim", "16", "--batch-size", "30", "--quiet",
+             "--checkpoint-dir", str(ck), "--resume", str(ck / "checkpoint.pt")]
+    # resuming with other model settings: one line naming them, exit 2, the checkpoint untouched
+    before = (ck / "checkpoint.pt").read_bytes()
+    assert main(train + ["--cell", "lstm", "--wordvec-dim", "8", "--num-epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cell_type='rnn' (this model: 'lstm')" in err[0] and "--cell" in err[0], err
+    assert main(train + ["--cell", "rnn", "--wordvec-dim", "12", "--num-epochs", "3"]) == 2
+    assert "wordvec_dim=8 (this model: 12)" in capsys.readouterr().err
+    assert (ck / "checkpoint.pt").read_bytes() == before
+    # resumed without BLEU: no earlier epoch's score in the summary
+    assert main(train + ["--cell", "rnn", "--wordvec-dim", "8", "--num-epochs", "3", "--no-bleu"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 3 and summary["iterations"] == 9 and summary["val_bleu"] is None
     assert main(["caption", "eval", "--data", str(data), "--checkpoint", str(ck / "checkpoint.pt"),
                  "--beam-size", "2"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from .._cli_util import reading, standalone_main, user_errors
-from .._util import positive_float, torchrun_process_group
+from .._util import nonnegative_int, positive_float, positive_int, torchrun_process_group
 
 __all__ = ["register_cli"]
 
@@ -89,7 +89,10 @@ def _train_body(args) -> int:
     solver.train(max_seconds=args.max_seconds)
     summary = {"iterations": solver.t, "epochs": solver.epoch, "final_loss": solver.loss_history[-1] if solver.loss_history else None,
                "train_seconds": round(solver.train_seconds, 2),
-               "val_bleu": solver.val_bleu_history[-1] if solver.val_bleu_history else None,
+               # the BLEU of the model written last (null when the last epoch was not scored,
+               # e.g. --no-bleu on resume: an earlier epoch's score would pass for this model's)
+               "val_bleu": (solver.val_bleu_history[-1] if solver.val_bleu_history
+                            and solver.val_bleu_history[-1].get("epoch") == solver.epoch else None),
                "checkpoint": str(Path(args.checkpoint_dir) / "checkpoint.pt"), "world_size": solver.world_size}
     if solver.is_main:
         print(json.dumps(summary))
@@ -187,74 +190,78 @@ def _command(command: str, handler):
 def register_cli(subparsers) -> None:
     """Add ``caption`` (make-dataset, train, sample, eval) to the ``a3ext`` parser."""
     p = subparsers.add_parser("caption", help="image captioning: embedded dataset, training, sampling, BLEU",
-                              description=__doc__.split("\n\n")[0])
+                              description=__doc__.split("\n\n")[0].replace("``", ""))
     sub = p.add_subparsers(dest="caption_command", metavar="CAPTION_COMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
     m = sub.add_parser("make-dataset", help="generate the embedded (synthetic scenes) dataset in the COCO layout")
     m.add_argument("--out", required=True, help="output directory")
-    m.add_argument("--num-train", type=int, default=10000, help="training images (3 captions each; default 10000)")
-    m.add_argument("--num-val", type=int, default=300, help="validation images (default 300)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--num-train", type=positive_int, default=10000, help="training images (3 captions each; default 10000)")
+    m.add_argument("--num-val", type=positive_int, default=300, help="validation images (default 300)")
+    m.add_argument("--seed", type=nonnegative_int, default=0, help="scene and split seed (default 0)")
     m.add_argument("--features", choices=("auto", "efficientnet", "pixels"), default="auto",
                    help="image features: pretrained EfficientNet-Lite0 or raw pixels (auto: EfficientNet if available)")
-    m.add_argument("--image-size", type=int, default=96, help="input size of the feature extractor (default 96)")
-    m.add_argument("--pca-dim", type=int, default=512)
+    m.add_argument("--image-size", type=positive_int, default=96, help="input size of the feature extractor (default 96)")
+    m.add_argument("--pca-dim", type=positive_int, default=512,
+                   help="PCA dimension of the features (default 512; at most the feature width and the number of training images, and lowered to that with a message)")
     m.add_argument("--no-images", action="store_true", help="do not write the rendered PNGs")
     m.set_defaults(func=_command("make-dataset", _make_dataset))
 
     def data_args(q, make=False):
         q.add_argument("--data", required=True, help="directory in the COCO captioning layout")
         q.add_argument("--no-pca", action="store_true", help="use the non-PCA feature files")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
         if make:
             q.add_argument("--make-embedded", action="store_true",
                            help="generate the embedded dataset into --data first if it is not there")
 
     t = sub.add_parser("train", help="train a CaptioningRNN with CaptioningSolver")
     data_args(t, make=True)
-    t.add_argument("--cell", choices=("rnn", "lstm"), default="lstm")
-    t.add_argument("--hidden-dim", type=int, default=512)
-    t.add_argument("--wordvec-dim", type=int, default=256)
-    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    t.add_argument("--update-rule", choices=("adam", "sgd", "sgd_momentum", "rmsprop"), default="adam")
-    t.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 5e-3)")
-    t.add_argument("--lr-decay", type=float, default=0.995, help="per-epoch learning-rate factor")
+    t.add_argument("--cell", choices=("rnn", "lstm"), default="lstm", help="recurrent cell (default lstm)")
+    t.add_argument("--hidden-dim", type=positive_int, default=512, help="hidden size H (default 512)")
+    t.add_argument("--wordvec-dim", type=positive_int, default=256, help="word vector size W (default 256)")
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="parameter dtype (default float32)")
+    t.add_argument("--update-rule", choices=("adam", "sgd", "sgd_momentum", "rmsprop"), default="adam",
+                   help="the assignment's update rule (default adam)")
+    t.add_argument("--lr", type=positive_float, default=5e-3, help="learning rate (default 5e-3)")
+    t.add_argument("--lr-decay", type=positive_float, default=0.995, help="per-epoch learning-rate factor (default 0.995)")
     t.add_argument("--grad-clip", type=positive_float, default=None,
                    help="clip gradients to this global L2 norm (default: none, as the assignment)")
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--num-epochs", type=int, default=10)
-    t.add_argument("--max-train", type=int, default=None, help="subsample this many training captions")
-    t.add_argument("--max-seconds", type=float, default=None, help="stop after this much training time")
-    t.add_argument("--print-every", type=int, default=50)
-    t.add_argument("--num-val-images", type=int, default=500, help="val images decoded for BLEU each epoch")
+    t.add_argument("--batch-size", type=positive_int, default=100, help="captions per step (default 100)")
+    t.add_argument("--num-epochs", type=positive_int, default=10, help="epochs in all, counting resumed ones (default 10)")
+    t.add_argument("--max-train", type=positive_int, default=None, help="subsample this many training captions (default: all)")
+    t.add_argument("--max-seconds", type=positive_float, default=None, help="stop after this much training time (default: no limit)")
+    t.add_argument("--print-every", type=positive_int, default=50, help="iterations between loss lines (default 50)")
+    t.add_argument("--num-val-images", type=positive_int, default=500, help="val images decoded for BLEU each epoch (default 500)")
     t.add_argument("--no-bleu", action="store_true", help="skip the per-epoch validation BLEU")
-    t.add_argument("--checkpoint-dir", default="caption_checkpoints")
-    t.add_argument("--checkpoint-every", type=int, default=200, help="iterations between checkpoints")
-    t.add_argument("--resume", default=None, help="checkpoint to resume from exactly")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--checkpoint-dir", default="caption_checkpoints",
+                   help="where checkpoint.pt is written (default ./caption_checkpoints)")
+    t.add_argument("--checkpoint-every", type=positive_int, default=200, help="iterations between checkpoints (default 200)")
+    t.add_argument("--resume", default=None, help="checkpoint to resume from exactly (same model settings, update rule and batch size)")
+    t.add_argument("--quiet", action="store_true", help="print only the final JSON summary")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     t.set_defaults(func=_command("train", _train))
 
     s = sub.add_parser("sample", help="caption images of a split, an image file, or a freshly rendered scene")
     data_args(s)
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--split", choices=("train", "val"), default="val")
-    s.add_argument("--num", type=int, default=5, help="captions to show from the split")
+    s.add_argument("--checkpoint", required=True, help="a checkpoint.pt of caption train")
+    s.add_argument("--split", choices=("train", "val"), default="val", help="split to caption (default val)")
+    s.add_argument("--num", type=positive_int, default=5, help="captions to show from the split (default 5)")
     s.add_argument("--image", help="an image file to caption (embedded task: uses --data's feature extractor)")
-    s.add_argument("--scene-seed", type=int, default=None, help="render a new scene of --split from this seed")
+    s.add_argument("--scene-seed", type=nonnegative_int, default=None, help="render a new scene of --split from this seed")
     s.add_argument("--out", help="write the image with its caption here (PNG)")
-    s.add_argument("--beam-size", type=int, default=1)
-    s.add_argument("--max-length", type=int, default=30)
+    s.add_argument("--beam-size", type=positive_int, default=1, help="beam width; 1 = greedy (default 1)")
+    s.add_argument("--max-length", type=positive_int, default=30, help="longest caption in words (default 30)")
     s.set_defaults(func=_command("sample", _sample))
 
     e = sub.add_parser("eval", help="corpus BLEU-1..4 of a checkpoint on a split")
     data_args(e)
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--split", choices=("train", "val"), default="val")
-    e.add_argument("--num-images", type=int, default=None)
-    e.add_argument("--beam-size", type=int, default=1)
-    e.add_argument("--max-length", type=int, default=30)
+    e.add_argument("--checkpoint", required=True, help="a checkpoint.pt of caption train")
+    e.add_argument("--split", choices=("train", "val"), default="val", help="split to score (default val)")
+    e.add_argument("--num-images", type=positive_int, default=None, help="score the first this many images (default: all)")
+    e.add_argument("--beam-size", type=positive_int, default=1, help="beam width; 1 = greedy (default 1)")
+    e.add_argument("--max-length", type=positive_int, default=30, help="longest caption in words (default 30)")
     e.set_defaults(func=_command("eval", _eval))
 
 

@@ -220,7 +220,17 @@ class CaptioningRNN(nn.Module):
 
     # ------------------------------------------------------------------ checks
     def _features(self, fn: str, features) -> Tensor:
-        features = torch.as_tensor(features)
+        if features is None or isinstance(features, (str, bytes)):
+            raise TypeError(f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim} "
+                            f"(a tensor or array), but got {type(features).__name__}")
+        try:
+            features = torch.as_tensor(features)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim} "
+                            f"(a tensor or array), but got {type(features).__name__} ({exc})") from None
+        if features.device.type == "meta":
+            raise ValueError(f"CaptioningRNN.{fn}: features must hold values (a CPU or CUDA tensor), "
+                             f"but got a tensor on meta")
         if features.dim() != 2 or features.shape[1] != self.input_dim:
             raise ValueError(
                 f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim}, "
@@ -262,7 +272,13 @@ class CaptioningRNN(nn.Module):
 
     def _loss(self, features, captions) -> Tensor:
         features = self._features("loss", features)
+        if captions is None or isinstance(captions, (str, bytes)):
+            raise TypeError(f"CaptioningRNN.loss: expected captions of shape (N, T+1) (integers), but got "
+                            f"{type(captions).__name__}")
         captions = torch.as_tensor(captions)
+        if captions.device.type == "meta":
+            raise ValueError("CaptioningRNN.loss: captions must hold values (a CPU or CUDA tensor), "
+                             "but got a tensor on meta")
         if captions.dim() != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
             raise ValueError(
                 f"CaptioningRNN.loss: expected captions of shape (N, T+1) with N = {features.shape[0]} "

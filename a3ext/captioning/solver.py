@@ -331,7 +331,12 @@ class CaptioningSolver:
                 f"CaptioningSolver.load: checkpoint was made with update_rule={s['update_rule']!r}, "
                 f"batch_size={s['batch_size']}, grad_clip={saved_clip}, but this solver has "
                 f"{self.update_rule!r}, {self.batch_size}, {self.grad_clip} (resuming must not change them)")
-        self.model.load_state_dict(ckpt["model"])
+        self._check_model_config(ckpt)
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:  # checkpoints without a model_config (older files)
+            raise ValueError(f"CaptioningSolver.load: the checkpoint's model does not fit this solver's: "
+                             f"{' '.join(str(exc).split())[:300]}") from None
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.t, self.epoch = int(s["t"]), int(s["epoch"])
         self.loss_history = [float(x) for x in s["loss_history"]]
@@ -339,6 +344,23 @@ class CaptioningSolver:
         self.train_seconds = float(s.get("train_seconds", 0.0))
         self.rng.set_state(_np_state_from_dict(ckpt["np_rng"]))
         torch.set_rng_state(ckpt["torch_rng"])
+
+    def _check_model_config(self, ckpt: dict) -> None:
+        """One line naming every model setting that differs from the checkpoint's."""
+        saved = ckpt.get("model_config")
+        if not isinstance(saved, dict):
+            return
+        mine = self.model.config()
+        diffs = [f"{k}={saved[k]!r} (this model: {mine[k]!r})"
+                 for k in ("cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype")
+                 if k in saved and saved[k] != mine[k]]
+        if "word_to_idx" in saved and saved["word_to_idx"] != mine["word_to_idx"]:
+            diffs.append(f"a vocabulary of {len(saved['word_to_idx'])} words (this model: "
+                         f"{len(mine['word_to_idx'])}{', other words' if len(saved['word_to_idx']) == len(mine['word_to_idx']) else ''})")
+        if diffs:
+            raise ValueError(f"CaptioningSolver.load: the checkpoint's model was made with {'; '.join(diffs)}; "
+                             f"resume with the same model settings (a3ext caption train: --cell, --wordvec-dim, "
+                             f"--hidden-dim, --dtype and the same dataset)")
 
     # ------------------------------------------------------------------ training
     def _update(self) -> None:

@@ -276,6 +276,10 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
     over the scenes (rendered, then featurized)."""
     import h5py
 
+    for name, value in (("num_train", num_train), ("num_val", num_val), ("image_size", image_size),
+                        ("pca_dim", pca_dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"make_dataset: {name} must be a positive integer, but got {value!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -328,6 +332,9 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
     if bar is not None:
         bar.close()
     dim = min(pca_dim, raw["train"].shape[1], raw["train"].shape[0])
+    if dim < pca_dim and verbose:
+        print(f"pca_dim {pca_dim} lowered to {dim}: at most the feature width ({raw['train'].shape[1]}) and the "
+              f"number of training images ({raw['train'].shape[0]})")
     # scale each block of the raw vector to the total variance of the first block (so the
     # 2880-d grid does not swamp the 1280-d global part, and the features keep the global
     # part's scale), folded into the PCA components: project with (x - mean) @ components
@@ -362,7 +369,7 @@ def make_dataset(out_dir, num_train: int = 10000, num_val: int = 300, seed: int 
                         "total": round(time.perf_counter() - t0, 2)}}
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     if verbose:
-        print(f"wrote {out}: features={featurizer.kind}, {meta['seconds']}")
+        print(f"wrote {out}: features={featurizer.kind}, pca_dim={meta['pca_dim']}")
     return meta
 
 
