@@ -25,6 +25,7 @@ May import: ``a3ext.assets``; outside a3ext: PIL, numpy, torch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -156,14 +157,26 @@ def _load_state_dict(model: nn.Module, weights, what: str) -> None:
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt zip, truncated file, pickled non-tensor objects, ...
+            text = str(exc)
+            m = re.search(r"GLOBAL (\S+)", text)
+            if m:  # torch's advice to retry with weights_only=False would run the file's code
+                why = (f"it refers to Python objects other than tensors ({m.group(1)[:80]}), which a weights "
+                       f"file must not (a3ext never loads code from a file)")
+            else:
+                why = " ".join(text.split())[:200] or type(exc).__name__
             raise WeightsError(f"{what}: cannot read {str(file)!r} as a state dict with "
-                               f"torch.load(weights_only=True): {exc}") from exc
+                               f"torch.load(weights_only=True): {why}") from exc
         source = repr(str(file))
     else:
         state, source = weights, "the given state dict"
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{what}: {source} is not a state dict (a mapping of names to tensors), "
-                           f"got {type(state).__name__}")
+        got = type(state).__name__
+        if isinstance(state, Mapping):
+            bad = next(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+            got = f"a {got} whose entry {str(bad)[:40]!r} is a {type(state[bad]).__name__}"
+            if "a3ext_integrity" in state:
+                got += " (an a3ext training checkpoint, not a network's weights)"
+        raise WeightsError(f"{what}: {source} is not a state dict (a mapping of names to tensors), got {got}")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -978,6 +978,9 @@ def gemm_backend(name: str) -> Iterator[None]:
     :func:`load_gemm_engine_choices`, else ``"blas"``: a run then repeats bit for
     bit (on the same machine, threads and torch).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"gemm_backend: name must be a str, one of 'auto', 'blas', 'onednn', 'mkl', "
+                        f"'blas_batch', 'own', but got {type(name).__name__}")
     previous = _ops._set_gemm_backend(name)
     try:
         yield

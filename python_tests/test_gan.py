@@ -209,6 +209,15 @@ def test_wgan_losses_and_gradient_penalty_by_hand():
         gan.gradient_penalty(D, real, fake[:4])
 
 
+def test_bce_loss_and_get_optimizer_bad_arguments():
+    with pytest.raises(ValueError, match=r"bce_loss: target must be a number or have input's shape \(4,\), "
+                                         r"but got shape \(3,\)"):
+        gan.bce_loss(torch.randn(4), torch.ones(3))
+    assert torch.allclose(gan.bce_loss(torch.zeros(4, 1), torch.ones(1)), torch.tensor(math.log(2)))  # broadcasts
+    with pytest.raises(TypeError, match="get_optimizer: model must be a torch.nn.Module, got NoneType"):
+        gan.get_optimizer(None)
+
+
 @pytest.mark.parametrize("loss", [gan.discriminator_loss, gan.ls_discriminator_loss,
                                   gan.wgan_discriminator_loss])
 def test_losses_reject_bad_shapes(loss):

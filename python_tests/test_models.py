@@ -3,6 +3,8 @@ against a torchvision-format state dict and a functional reference, the shared
 preprocess/deprocess/extract_features interface and the weight-file errors."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -221,6 +223,19 @@ def test_weights_errors(tmp_path, squeezenet_file):
     torch.save({"features.0.weight": Image.new("L", (1, 1))}, pickled)  # not loadable with weights_only
     with pytest.raises(WeightsError, match="cannot read"):
         models.squeezenet1_1(weights=pickled)
+
+    class Boom:  # a pickle that would run code: refused without torch's "retry with weights_only=False"
+        def __reduce__(self):
+            return (os.system, ("true",))
+    code = tmp_path / "code.pth"
+    torch.save({"x": Boom()}, code)
+    with pytest.raises(WeightsError, match=r"refers to Python objects other than tensors \((posix|nt)\.system\)") as exc:
+        models.squeezenet1_1(weights=code)
+    assert "weights_only=False" not in str(exc.value) and "\n" not in str(exc.value)
+    checkpoint_file = tmp_path / "ckpt.pth"
+    torch.save({"a3ext_integrity": {"kind": "gan"}, "G": {"w": torch.zeros(1)}}, checkpoint_file)
+    with pytest.raises(WeightsError, match="not a state dict .*an a3ext training checkpoint"):
+        models.squeezenet1_1(weights=checkpoint_file)
 
     tensor_only = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor_only)

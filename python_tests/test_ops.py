@@ -350,6 +350,10 @@ def test_gemm_backend_selection():
     with pytest.raises(ValueError, match=r"unknown GEMM backend 'cuda'; expected one of 'auto', 'blas', 'onednn', 'mkl', 'blas_batch', 'own'"):
         with ops.gemm_backend("cuda"):
             pass
+    with pytest.raises(TypeError, match=r"gemm_backend: name must be a str, one of 'auto', .*, but got NoneType"):
+        with ops.gemm_backend(None):
+            pass
+    assert torch.ops.a3ext._set_gemm_backend("auto") == "auto"  # unchanged by the refused names
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])

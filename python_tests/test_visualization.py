@@ -126,6 +126,15 @@ def test_saliency_bad_inputs(effnet):
         compute_saliency_maps(x, [1000], effnet)
     with pytest.raises(TypeError, match="integer tensor"):
         compute_saliency_maps(x, torch.tensor([1.0]), effnet)
+    # a NaN score gives all-zero gradients through ReLU6: a blank map, so refuse the input instead
+    x_nan = x.clone()
+    x_nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="X must hold finite pixel values, but 1 of its 3072 values"):
+        compute_saliency_maps(x_nan, [1], effnet)
+    with pytest.raises(TypeError, match=r"X has dtype torch.float64 but the model's parameters are torch.float32"):
+        compute_saliency_maps(x.double(), [1], effnet)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got NoneType"):
+        compute_saliency_maps(x, [1], None)
 
 
 # --------------------------------------------------------------------------- fooling images

@@ -56,7 +56,17 @@ def bce_loss(input: torch.Tensor, target: torch.Tensor | float) -> torch.Tensor:
     if not isinstance(input, torch.Tensor) or not input.is_floating_point():
         raise TypeError(f"bce_loss: input must be a floating-point torch.Tensor or numpy array, got "
                         f"{type(input).__name__}" + (f" of dtype {input.dtype}" if hasattr(input, 'dtype') else ""))
-    target = torch.as_tensor(target, dtype=input.dtype, device=input.device).expand_as(input)
+    target = torch.as_tensor(target, dtype=input.dtype, device=input.device)
+    if target.dim() > 0 and tuple(target.shape) != tuple(input.shape):
+        try:
+            torch.broadcast_shapes(target.shape, input.shape)
+            fits = torch.broadcast_shapes(target.shape, input.shape) == input.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(f"bce_loss: target must be a number or have input's shape {tuple(input.shape)}, "
+                             f"but got shape {tuple(target.shape)}")
+    target = target.expand_as(input)
     loss = input.clamp(min=0) - input * target + torch.log1p(torch.exp(-input.abs()))
     return loss.mean()
 

@@ -201,6 +201,8 @@ def get_optimizer(model: nn.Module, lr: float = 1e-3, betas: tuple[float, float]
     or vanilla-GAN iteration on a 2-core CPU than the default multi-tensor kernel
     (``benchmarks/bench_gan.py --only optimizer``, torch 2.13); the parameters must be
     floating point on the CPU or a GPU."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"get_optimizer: model must be a torch.nn.Module, got {type(model).__name__}")
     return torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas), fused=True if fused else None)
 
 

@@ -24,8 +24,13 @@ def eval_mode(model: nn.Module):
             m.training = flag
 
 
-def check_images(X, fn: str, name: str = "X", batch: int | None = None) -> torch.Tensor:
-    """``X`` must be a floating (N, 3, H, W) tensor (N == ``batch`` when given)."""
+_NO_MODEL = object()
+
+
+def check_images(X, fn: str, name: str = "X", batch: int | None = None, model=_NO_MODEL) -> torch.Tensor:
+    """``X`` must be a finite floating (N, 3, H, W) tensor (N == ``batch`` when given)
+    and, when ``model`` is given, of the dtype of the model's parameters (which must be
+    an ``nn.Module``)."""
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"{fn}: {name} must be a torch.Tensor of shape (N, 3, H, W), got {type(X).__name__}")
     if X.dim() != 4 or X.shape[1] != 3 or (batch is not None and X.shape[0] != batch):
@@ -36,6 +41,19 @@ def check_images(X, fn: str, name: str = "X", batch: int | None = None) -> torch
         raise TypeError(f"{fn}: {name} must be a floating-point tensor, got dtype {X.dtype}")
     if X.shape[0] == 0:
         raise ValueError(f"{fn}: {name} is an empty batch (shape {tuple(X.shape)})")
+    if X.device.type != "meta":
+        bad = int((~torch.isfinite(X.detach())).sum())
+        if bad:
+            # a NaN score gives all-zero gradients through ReLU-like layers: a "blank" map, not an error
+            raise ValueError(f"{fn}: {name} must hold finite pixel values, but {bad} of its {X.numel()} "
+                             f"values are NaN or infinite")
+    if model is not _NO_MODEL:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{fn}: model must be a torch.nn.Module, got {type(model).__name__}")
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if dtype is not None and X.dtype != dtype:
+            raise TypeError(f"{fn}: {name} has dtype {X.dtype} but the model's parameters are {dtype}; "
+                            f"convert one of them (e.g. {name}.to({dtype}))")
     return X
 
 

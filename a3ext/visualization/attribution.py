@@ -54,7 +54,7 @@ def class_score_gradients(X: torch.Tensor, y, model: nn.Module) -> tuple[torch.T
     unnormalised scores at ``X``.
     """
     fn = "class_score_gradients"
-    check_images(X, fn)
+    check_images(X, fn, model=model)
     target = check_targets(y, X.shape[0], fn)
     with eval_mode(model):
         x = X.detach().clone().requires_grad_(True)
@@ -127,7 +127,7 @@ def smoothgrad(X: torch.Tensor, y, model: nn.Module, n_samples: int = 25, noise_
     Returns (N, 3, H, W) in gradient units; see :func:`reduce_channels`.
     """
     fn = "smoothgrad"
-    check_images(X, fn)
+    check_images(X, fn, model=model)
     target = check_targets(y, X.shape[0], fn)
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"{fn}: n_samples must be a positive int, got {n_samples!r}")
@@ -243,7 +243,7 @@ def integrated_gradients(X: torch.Tensor, y, model: nn.Module, baseline=None, n_
     more steps shrink the gap).
     """
     fn = "integrated_gradients"
-    check_images(X, fn)
+    check_images(X, fn, model=model)
     target = check_targets(y, X.shape[0], fn)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{fn}: batch_size must be a positive int, got {batch_size!r}")
@@ -274,7 +274,7 @@ def completeness_delta(attributions: torch.Tensor, X: torch.Tensor, y, model: nn
     so ``|delta| / |score_difference|`` is the relative error of the path integral.
     """
     fn = "completeness_delta"
-    check_images(X, fn)
+    check_images(X, fn, model=model)
     target = check_targets(y, X.shape[0], fn)
     if attributions.shape != X.shape:
         raise ValueError(f"{fn}: attributions must have X's shape {tuple(X.shape)}, got "
@@ -340,7 +340,7 @@ def grad_cam(X: torch.Tensor, y, model: nn.Module, layer=None, relu: bool = True
     (N, h, w), in score units.
     """
     fn = "grad_cam"
-    check_images(X, fn)
+    check_images(X, fn, model=model)
     target = check_targets(y, X.shape[0], fn)
     module = resolve_layer(model, default_gradcam_layer(model) if layer is None else layer)
     captured: list[torch.Tensor] = []

@@ -88,7 +88,7 @@ def make_fooling_images(X: torch.Tensor, target_y, model: nn.Module, learning_ra
     image is not fooled after ``max_iter`` steps.
     """
     fn = "make_fooling_image"
-    check_images(X, fn)
+    check_images(X, fn, model=model)
     target = check_targets(target_y, X.shape[0], fn, name="target_y")
     if not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"{fn}: max_iter must be a non-negative int, got {max_iter!r}")
