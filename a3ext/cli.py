@@ -43,11 +43,20 @@ def _selftest(args: argparse.Namespace) -> int:
     return 0 if selftest.run(seed=args.seed) else 1
 
 
+def _version() -> str:
+    import torch
+
+    from . import __version__
+
+    return f"a3ext {__version__} (torch {torch.__version__})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a3ext",
         description="C++-accelerated RNN captioning, network visualization, style transfer and GANs.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("selftest", help="run every op once against the float64 reference and print a table")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -64,11 +64,60 @@ def _case_lstm(g: torch.Generator, dtype, step: bool):
     return f"{N}x{T}x{D}x{H}", [(out, want)], list(zip(grads, ref.lstm_backward(up.numpy(), cache)))
 
 
+def _case_packed(g: torch.Generator, dtype, lstm: bool):
+    """rnn_packed / lstm_packed on sequences of lengths 6, 4, 4, 1 against the reference
+    run on each sequence alone (its own T), gradients summed over the sequences."""
+    lengths, D, H = [6, 4, 4, 1], 5, 7
+    B, T, G = len(lengths), max(lengths), (4 if lstm else 1) * H
+    x, h0 = torch.randn(B, T, D, generator=g, dtype=torch.float64), torch.randn(B, H, generator=g, dtype=torch.float64)
+    Wx, Wh, b = (0.3 * torch.randn(*s, generator=g, dtype=torch.float64) for s in ((D, G), (H, G), (G,)))
+    _, batch_sizes, index = ops.pack_lengths(lengths)
+    args = [t.to(dtype).requires_grad_() for t in (x.reshape(B * T, D)[index], h0, Wx, Wh, b)]
+    xp, h0t, Wxt, Wht, bt = args
+    out = (ops.lstm_packed if lstm else ops.rnn_packed)(xp, batch_sizes, h0t, Wxt, Wht, bt)
+    up = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(out, args, up.to(dtype))
+    np64 = [t.detach().double().numpy() for t in args]
+    want = np.zeros(out.shape)
+    want_grads = [np.zeros(a.shape) for a in np64]
+    rows = index.numpy()
+    for n, L in enumerate(lengths):  # packed rows of sequence n, in time order
+        r = np.flatnonzero((rows // T) == n)
+        r = r[np.argsort(rows[r] % T)]
+        seq_args = (np64[0][r][None], np64[1][n:n + 1], np64[2], np64[3], np64[4])
+        h, cache = (ref.lstm_forward if lstm else ref.rnn_forward)(*seq_args)
+        want[r] = h[0]
+        dx, dh0, dWx, dWh, db = (ref.lstm_backward if lstm else ref.rnn_backward)(up.numpy()[r][None], cache)
+        want_grads[0][r] = dx[0]
+        want_grads[1][n] = dh0[0]
+        for k, d in ((2, dWx), (3, dWh), (4, db)):
+            want_grads[k] += d
+    return f"{B}x{T}x{D}x{H} packed", [(out, want)], list(zip(grads, want_grads))
+
+
+def _case_gram(g: torch.Generator, dtype):
+    N, C, Hh, W = 2, 5, 3, 4
+    f = torch.randn(N, C, Hh, W, generator=g, dtype=torch.float64)
+    x = f.to(dtype).requires_grad_()
+    out = ops.gram(x)
+    F = x.detach().double().numpy().reshape(N, C, Hh * W)
+    s = 1.0 / (C * Hh * W)
+    want = s * F @ F.transpose(0, 2, 1)
+    up = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(out, (x,), up.to(dtype))
+    dG = up.numpy()
+    want_grad = (s * (dG + dG.transpose(0, 2, 1)) @ F).reshape(N, C, Hh, W)
+    return f"{N}x{C}x{Hh}x{W} (N C H W)", [(out, want)], [(grad, want_grad)]
+
+
 CASES: dict[str, Callable] = {
     "rnn": lambda g, dt: _case_rnn(g, dt, step=False),
     "rnn_step": lambda g, dt: _case_rnn(g, dt, step=True),
     "lstm": lambda g, dt: _case_lstm(g, dt, step=False),
     "lstm_step": lambda g, dt: _case_lstm(g, dt, step=True),
+    "rnn_packed": lambda g, dt: _case_packed(g, dt, lstm=False),
+    "lstm_packed": lambda g, dt: _case_packed(g, dt, lstm=True),
+    "gram": _case_gram,
 }
 
 
@@ -88,7 +137,7 @@ def run(seed: int = 0, verbose: bool = True) -> bool:
             rows.append((name, str(dtype).replace("torch.", ""), shape, f"{fwd:.1e}", f"{bwd:.1e}",
                          f"{TOLERANCE[dtype]:.0e}", f"{ms:.1f}", "ok" if ok else "FAIL"))
     if verbose:
-        header = ("op", "dtype", "N x T x D x H", "fwd rel err", "grad rel err", "tolerance", "ms (op + reference)", "status")
+        header = ("op", "dtype", "shape (N x T x D x H)", "fwd rel err", "grad rel err", "tolerance", "ms (op + reference)", "status")
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
         print(f"a3ext selftest: torch {torch.__version__}, CPU kernels {ops.cpu_isa()}, "
               f"reference a3ext.reference (numpy float64)")

@@ -128,6 +128,54 @@ def test_gan_learning_rate_must_be_a_finite_positive_number(lr, tmp_path, capsys
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["style", "--preset", "starry_night", "--out", "x.png", "--content-weight", "nan"],
+     "argument --content-weight: expected a non-negative finite number, got nan"),
+    (["style", "--preset", "starry_night", "--out", "x.png", "--tv-weight", "-5"],
+     "argument --tv-weight: expected a non-negative finite number, got -5.0"),
+    (["style", "--preset", "starry_night", "--out", "x.png", "--style-weights", "1,-2"],
+     "argument --style-weights: expected non-negative numbers separated by commas, got '1,-2'"),
+    (["style", "--preset", "starry_night", "--out", "x.png", "--softmax-temperature", "1", "--plain-gram"],
+     "argument --plain-gram: not allowed with argument --softmax-temperature"),
+    (["caption", "sample", "--data", "d", "--checkpoint", "c", "--num", "-1"],
+     "argument --num: expected a positive integer, got -1"),
+    (["caption", "sample", "--data", "d", "--checkpoint", "c", "--scene-seed", "-3"],
+     "argument --scene-seed: expected a non-negative integer, got -3"),
+    (["caption", "sample", "--data", "d", "--checkpoint", "c", "--beam-size", "0"],
+     "argument --beam-size: expected a positive integer, got 0"),
+    (["caption", "eval", "--data", "d", "--checkpoint", "c", "--num-images", "0"],
+     "argument --num-images: expected a positive integer, got 0"),
+    (["caption", "train", "--data", "d", "--max-train", "0"], "argument --max-train: expected a positive integer, got 0"),
+    (["caption", "make-dataset", "--out", "d", "--num-train", "0"],
+     "argument --num-train: expected a positive integer, got 0"),
+    (["caption", "make-dataset", "--out", "d", "--pca-dim", "0"], "argument --pca-dim: expected a positive integer, got 0"),
+])
+def test_out_of_range_numbers_are_refused_by_name(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_version_and_subcommand_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("a3ext ") and "torch" in out
+    for part in ("caption", "gan", "visualize", "assets"):
+        with pytest.raises(SystemExit):
+            main([part, "--help"])
+        assert "``" not in capsys.readouterr().out  # reStructuredText quotes stay in the docstrings
+    with pytest.raises(SystemExit):
+        main(["caption", "train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default lstm)", "(default 512)", "(default 256)", "(default float32)", "(default adam)",
+                  "(default 100)", "(default ./caption_checkpoints)"):
+        assert shown in text, shown
+
+
 # --------------------------------------------------------------------------- assets, demo
 
 

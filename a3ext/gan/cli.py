@@ -156,8 +156,8 @@ def register_cli(subparsers) -> None:
     from .train import KINDS
 
     parser = subparsers.add_parser("gan", help="train GANs on real digits, sample, score, semi-supervised",
-                                   description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="gan_command", required=True)
+                                   description=__doc__.split("\n\n")[0].replace("``", ""))
+    sub = parser.add_subparsers(dest="gan_command", required=True, metavar="COMMAND")
 
     data_help = "mnist5k (5,000 real MNIST digits), fashion (Fashion-MNIST) or a directory of IDX files"
     p = sub.add_parser("train", help="train a GAN; writes samples, loss curves and checkpoints to --out")

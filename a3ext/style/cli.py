@@ -8,6 +8,7 @@ package's ``__init__`` (for ``register_cli``) and the face, :mod:`a3ext.cli`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 
@@ -15,7 +16,7 @@ import torch
 
 from .. import assets, models
 from .._cli_util import reading, user_errors
-from .._util import positive_int
+from .._util import nonnegative_float, positive_float, positive_int
 from .figures import save_comparison
 from .features import default_cnn
 from .presets import PRESETS, preset_arguments
@@ -32,9 +33,12 @@ def _float_list(text: str) -> list[float]:
     import argparse
 
     try:
-        return [float(v) for v in text.replace(",", " ").split()]
+        values = [float(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+        values = None
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected non-negative numbers separated by commas, got {text!r}")
+    return values
 
 
 def _int_list(text: str) -> list[int]:
@@ -160,14 +164,15 @@ def register_cli(subparsers) -> None:
                    help="backbone (default auto: squeezenet if --weights is given, else EfficientNet-Lite0)")
     p.add_argument("--weights", metavar="PATH", help="torchvision SqueezeNet 1.1 state dict")
     p.add_argument("--content-layer", type=int, default=None, help="feature-map index of the content loss")
-    p.add_argument("--content-weight", type=float, default=None, help="content loss weight")
+    p.add_argument("--content-weight", type=nonnegative_float, default=None, help="content loss weight")
     p.add_argument("--style-layers", type=_int_list, default=None, metavar="L[,L...]", help="style layer indices")
     p.add_argument("--style-weights", type=_float_list, default=None, metavar="W[,W...]",
                    help="style loss weights, one per style layer")
-    p.add_argument("--tv-weight", type=float, default=None, help="total-variation weight")
-    p.add_argument("--softmax-temperature", type=float, default=None,
-                   help="softmax-transform the style features before the Gram matrix (Wang et al. 2021)")
-    p.add_argument("--plain-gram", action="store_true", help="no softmax transform (plain Gram matrices)")
+    p.add_argument("--tv-weight", type=nonnegative_float, default=None, help="total-variation weight")
+    gram = p.add_mutually_exclusive_group()
+    gram.add_argument("--softmax-temperature", type=positive_float, default=None,
+                      help="softmax-transform the style features before the Gram matrix (Wang et al. 2021)")
+    gram.add_argument("--plain-gram", action="store_true", help="no softmax transform (plain Gram matrices)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random start (default 0)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="intra-op CPU threads (default: torch's; 1 is much faster on a busy machine)")
