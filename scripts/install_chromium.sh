@@ -11,10 +11,10 @@ fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO="sudo -n"
     else
-        echo "install_chromium.sh: need root (or sudo) to apt-get install chromium" >&2
+        echo "install_chromium.sh: need root (or password-less sudo) to apt-get install chromium" >&2
         exit 1
     fi
 fi
