@@ -54,7 +54,7 @@ int64_t size_class(int64_t n) {
 }
 
 Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
-                     const std::function<double(Engine, bool)>& trial, int rounds) {
+                     const std::function<double(Engine, bool)>& trial, int rounds, bool last_round_counts) {
   auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
   const int backend = g_gemm_backend.load();
   if (backend != 0) {
@@ -86,7 +86,10 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   std::vector<double> best(candidates.size(), 1e30);
   for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
   for (int r = 0; r < rounds; ++r) {
-    for (size_t i = 0; i < candidates.size(); ++i) best[i] = std::min(best[i], trial(candidates[i], false));
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const double t = trial(candidates[i], false);
+      best[i] = last_round_counts ? t : std::min(best[i], t);
+    }
   }
   size_t win = 0;
   for (size_t i = 1; i < candidates.size(); ++i)

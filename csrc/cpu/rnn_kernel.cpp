@@ -590,10 +590,11 @@ struct Lstm {
 // The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
 // fastest for this shape class, calibrated on its first call by running the
 // kernel itself with each engine on synthetic data of the real sizes, the batch
-// capped at 64 rows: one step and Tc = 3..8 steps timed, the cost of the real
+// capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs) timed, the cost of the real
 // T steps extrapolated from the two (so that an engine's per-call cost, such
 // as packing the weight, counts as often as it will be paid), one untimed step
-// first; the whole calibration takes 1-50 ms on 2 cores (the largest classes,
+// first (each engine's fastest one-step and Tc-step runs over the rounds are
+// extrapolated); the whole calibration takes 1-50 ms on 2 cores (the largest classes,
 // N = 128 x H = 512 backward, 45-50 ms; more when it is a process's first call).
 // Keyed by cell, pass,
 // dtype, batch and steps rounded up to powers of two, D and H.
@@ -605,9 +606,9 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   const int64_t Bc = std::min<int64_t>(B, 64);
   const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1);
   const int64_t Tc = T <= 1 ? 1
-                            : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(3e8 / std::max(1.0, step_flops))),
+                            : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(6e8 / std::max(1.0, step_flops))),
                                                 std::min<int64_t>(T, 8));
-  const int rounds = step_flops * (Tc + 1) > 6e8 ? 1 : 2;
+  const int rounds = step_flops * (Tc + 1) > 8e8 ? 1 : 2;
   const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
                           c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
                           " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
@@ -635,13 +636,27 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
       Rnn::backward(rows(in[9]), rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(),
                     in[4].narrow(1, 0, H).contiguous(), rows(in[6]), l, e);
   };
+  // The extrapolation uses each engine's fastest one-step and fastest Tc-step run over
+  // the rounds, not the best of the rounds' extrapolations (a one-step run slowed by
+  // a passing disturbance shrinks that round's slope, and (T - 1) / (Tc - 1) times
+  // the shrunk slope can make a slower engine win), and Tc targets 6e8 FLOPs (3e8
+  // before): at (25,16,256,512) float32 forward the slope over Tc = 3 steps varied
+  // +-25 % between processes and auto took blas_batch (0.97x torch.nn, against mkl's
+  // 1.2x) in 1-2 of 6 runs; with Tc = 7 mkl won 14 of 14, for ~7 ms more calibration.
+  std::vector<std::pair<Engine, std::pair<double, double>>> fastest;  // engine -> (t1, tc)
   auto trial = [&](Engine e, bool warmup) -> double {
-    if (warmup || T <= 1) return seconds_of([&] { run(e, 1); });
+    if (warmup) return seconds_of([&] { run(e, 1); });
     const double t1 = seconds_of([&] { run(e, 1); });
-    const double tc = seconds_of([&] { run(e, Tc); });
-    return t1 + static_cast<double>(T - 1) * std::max(0.0, tc - t1) / static_cast<double>(Tc - 1);
+    const double tc = T <= 1 ? t1 : seconds_of([&] { run(e, Tc); });
+    auto it = std::find_if(fastest.begin(), fastest.end(), [&](const auto& f) { return f.first == e; });
+    if (it == fastest.end()) it = fastest.insert(fastest.end(), {e, {t1, tc}});
+    auto& [b1, bc] = it->second;
+    b1 = std::min(b1, t1);
+    bc = std::min(bc, tc);
+    if (T <= 1) return b1;
+    return b1 + static_cast<double>(T - 1) * std::max(0.0, bc - b1) / static_cast<double>(Tc - 1);
   };
-  return select_engine(key, dtype, candidates, trial, rounds);
+  return select_engine(key, dtype, candidates, trial, rounds, /*last_round_counts=*/true);
 }
 
 // ---------------------------------------------------------------------------
