@@ -134,8 +134,8 @@ def remove_stale_temporaries(path) -> list[Path]:
 
 
 def _umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (another
-    thread creating a file meanwhile would otherwise get umask 0)."""
+    """The process's umask, read without changing it where Linux shows it (elsewhere
+    it is set and restored, and another thread creating a file meanwhile gets 022)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -146,6 +146,23 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def set_new_file_mode(fd_or_path, replaces) -> None:
+    """Give a temporary from mkstemp (mode 0600) the mode the file it replaces has, or
+    for a new file the mode open() would give it (0666 & ~umask); silently nothing
+    where the filesystem has no modes."""
+    try:
+        mode = os.stat(replaces).st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        if isinstance(fd_or_path, int):
+            os.fchmod(fd_or_path, mode)
+        else:
+            os.chmod(fd_or_path, mode)
+    except OSError:
+        pass
 
 
 def atomic_write(path, write: Callable) -> Path:
@@ -162,8 +179,7 @@ def atomic_write(path, write: Callable) -> Path:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            # mkstemp makes the file 0600; give it the mode open() would (0666 & ~umask)
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            set_new_file_mode(f.fileno(), path)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -65,14 +65,15 @@ def _case_lstm(g: torch.Generator, dtype, step: bool):
 
 
 def _case_packed(g: torch.Generator, dtype, lstm: bool):
-    """rnn_packed / lstm_packed on sequences of lengths 6, 4, 4, 1 against the reference
-    run on each sequence alone (its own T), gradients summed over the sequences."""
-    lengths, D, H = [6, 4, 4, 1], 5, 7
+    """rnn_packed / lstm_packed on sequences of lengths 4, 6, 1, 4 (packed in the order
+    pack_lengths sorts them, h0 too) against the reference run on each sequence alone
+    (its own T), gradients summed over the sequences."""
+    lengths, D, H = [4, 6, 1, 4], 5, 7
     B, T, G = len(lengths), max(lengths), (4 if lstm else 1) * H
     x, h0 = torch.randn(B, T, D, generator=g, dtype=torch.float64), torch.randn(B, H, generator=g, dtype=torch.float64)
     Wx, Wh, b = (0.3 * torch.randn(*s, generator=g, dtype=torch.float64) for s in ((D, G), (H, G), (G,)))
-    _, batch_sizes, index = ops.pack_lengths(lengths)
-    args = [t.to(dtype).requires_grad_() for t in (x.reshape(B * T, D)[index], h0, Wx, Wh, b)]
+    order, batch_sizes, index = ops.pack_lengths(lengths)
+    args = [t.to(dtype).requires_grad_() for t in (x.reshape(B * T, D)[index], h0[order], Wx, Wh, b)]
     xp, h0t, Wxt, Wht, bt = args
     out = (ops.lstm_packed if lstm else ops.rnn_packed)(xp, batch_sizes, h0t, Wxt, Wht, bt)
     up = torch.randn(out.shape, generator=g, dtype=torch.float64)
@@ -80,23 +81,23 @@ def _case_packed(g: torch.Generator, dtype, lstm: bool):
     np64 = [t.detach().double().numpy() for t in args]
     want = np.zeros(out.shape)
     want_grads = [np.zeros(a.shape) for a in np64]
-    rows = index.numpy()
-    for n, L in enumerate(lengths):  # packed rows of sequence n, in time order
+    rows, slot = index.numpy(), {int(n): p for p, n in enumerate(order)}  # sequence n's h0 is row slot[n]
+    for n in range(B):  # packed rows of sequence n (index holds padded row n * T + t), in time order
         r = np.flatnonzero((rows // T) == n)
         r = r[np.argsort(rows[r] % T)]
-        seq_args = (np64[0][r][None], np64[1][n:n + 1], np64[2], np64[3], np64[4])
+        seq_args = (np64[0][r][None], np64[1][slot[n]:slot[n] + 1], np64[2], np64[3], np64[4])
         h, cache = (ref.lstm_forward if lstm else ref.rnn_forward)(*seq_args)
         want[r] = h[0]
         dx, dh0, dWx, dWh, db = (ref.lstm_backward if lstm else ref.rnn_backward)(up.numpy()[r][None], cache)
         want_grads[0][r] = dx[0]
-        want_grads[1][n] = dh0[0]
+        want_grads[1][slot[n]] = dh0[0]
         for k, d in ((2, dWx), (3, dWh), (4, db)):
             want_grads[k] += d
     return f"{B}x{T}x{D}x{H} packed", [(out, want)], list(zip(grads, want_grads))
 
 
-def _case_gram(g: torch.Generator, dtype):
-    N, C, Hh, W = 2, 5, 3, 4
+def _case_gram(g: torch.Generator, dtype, big: bool = False):
+    N, C, Hh, W = (1, 64, 32, 32) if big else (2, 5, 3, 4)
     f = torch.randn(N, C, Hh, W, generator=g, dtype=torch.float64)
     x = f.to(dtype).requires_grad_()
     out = ops.gram(x)
@@ -118,6 +119,7 @@ CASES: dict[str, Callable] = {
     "rnn_packed": lambda g, dt: _case_packed(g, dt, lstm=False),
     "lstm_packed": lambda g, dt: _case_packed(g, dt, lstm=True),
     "gram": _case_gram,
+    "gram_blocked": lambda g, dt: _case_gram(g, dt, big=True),
 }
 
 

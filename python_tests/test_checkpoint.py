@@ -171,6 +171,21 @@ def test_written_files_get_the_mode_open_would_give(tmp_path, umask):
     finally:
         os.umask(before)
     assert (path.stat().st_mode & 0o777) == 0o666 & ~umask
+    # a file that is replaced keeps its own mode (a user's chmod 600 survives the next save)
+    os.chmod(path, 0o600)
+    C.save({"a": 2}, path, TEST_KIND)
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_demo_pictures_get_the_mode_open_would_give(tmp_path):
+    from a3ext.demo.runner import StageContext  # writes the page's PNGs
+    before = os.umask(0o022)
+    try:
+        ctx = StageContext("stage", tmp_path, "tiny", {})
+        name = ctx.png("x", lambda p: Path(p).write_bytes(b"\x89PNG"))
+    finally:
+        os.umask(before)
+    assert ((tmp_path / name).stat().st_mode & 0o777) == 0o644
 
 
 def test_digest_covers_bytes_metadata_and_structure():

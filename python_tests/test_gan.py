@@ -210,10 +210,13 @@ def test_wgan_losses_and_gradient_penalty_by_hand():
 
 
 def test_bce_loss_and_get_optimizer_bad_arguments():
-    with pytest.raises(ValueError, match=r"bce_loss: target must be a number or have input's shape \(4,\), "
-                                         r"but got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"bce_loss: target must be a number, of input's shape \(4,\) or "
+                                         r"broadcastable to it, but got shape \(3,\)"):
         gan.bce_loss(torch.randn(4), torch.ones(3))
     assert torch.allclose(gan.bce_loss(torch.zeros(4, 1), torch.ones(1)), torch.tensor(math.log(2)))  # broadcasts
+    logits = torch.randn(5, 1)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(), torch.ones(5))
+    assert torch.allclose(gan.bce_loss(logits, torch.ones(5)), want)  # (N, 1) logits, (N,) labels
     with pytest.raises(TypeError, match="get_optimizer: model must be a torch.nn.Module, got NoneType"):
         gan.get_optimizer(None)
 

@@ -24,7 +24,7 @@ def test_cli_help_and_selftest():
     r = subprocess.run([sys.executable, "-m", "a3ext", "selftest"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "all ops agree with the reference" in r.stdout
-    for op in ("rnn", "rnn_step", "lstm", "lstm_step", "rnn_packed", "lstm_packed", "gram"):
+    for op in ("rnn", "rnn_step", "lstm", "lstm_step", "rnn_packed", "lstm_packed", "gram", "gram_blocked"):
         for dtype in ("float64", "float32"):  # every op in both dtypes, and each row passed
             assert any(ln.split()[:2] == [op, dtype] and ln.rstrip().endswith("ok")
                        for ln in r.stdout.splitlines()), (op, dtype, r.stdout)

@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends chromium
+# (sudo resets the environment: pass DEBIAN_FRONTEND through env)
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 echo "installed: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"

@@ -89,10 +89,10 @@ def _train_body(args) -> int:
     solver.train(max_seconds=args.max_seconds)
     summary = {"iterations": solver.t, "epochs": solver.epoch, "final_loss": solver.loss_history[-1] if solver.loss_history else None,
                "train_seconds": round(solver.train_seconds, 2),
-               # the BLEU of the model written last (null when the last epoch was not scored,
-               # e.g. --no-bleu on resume: an earlier epoch's score would pass for this model's)
+               # the BLEU of the model written last, null when it was not scored (--no-bleu on
+               # resume, --max-seconds mid-epoch: an earlier score would pass for this model's)
                "val_bleu": (solver.val_bleu_history[-1] if solver.val_bleu_history
-                            and solver.val_bleu_history[-1].get("epoch") == solver.epoch else None),
+                            and solver.val_bleu_history[-1].get("iteration") == solver.t else None),
                "checkpoint": str(Path(args.checkpoint_dir) / "checkpoint.pt"), "world_size": solver.world_size}
     if solver.is_main:
         print(json.dumps(summary))

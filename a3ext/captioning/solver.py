@@ -443,6 +443,7 @@ class CaptioningSolver:
                     if self.is_main and self.eval_bleu and "val_captions" in self.data and len(self.data["val_captions"]):
                         scores = self.check_bleu("val", self.num_val_images)
                         scores["epoch"] = self.epoch
+                        scores["iteration"] = self.t
                         self.val_bleu_history.append(scores)
                         if self.verbose:
                             msg = (f"(Epoch {self.epoch} / {self.num_epochs}) val BLEU-1 {scores['bleu1']:.3f} "

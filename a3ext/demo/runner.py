@@ -32,7 +32,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .._util import atomic_write
+from .._util import atomic_write, set_new_file_mode
 from .stage_list import METRIC_KEYS, MODES, STAGES
 
 __all__ = ["STAGES", "MODES", "METRIC_KEYS", "StageContext", "JobPool", "run_demo", "atomic_write_bytes",
@@ -129,6 +129,7 @@ class StageContext:
         os.close(fd)
         try:
             write(tmp)
+            set_new_file_mode(tmp, final)  # mkstemp's 0600 would keep the page's pictures private
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):

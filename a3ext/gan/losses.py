@@ -58,14 +58,16 @@ def bce_loss(input: torch.Tensor, target: torch.Tensor | float) -> torch.Tensor:
                         f"{type(input).__name__}" + (f" of dtype {input.dtype}" if hasattr(input, 'dtype') else ""))
     target = torch.as_tensor(target, dtype=input.dtype, device=input.device)
     if target.dim() > 0 and tuple(target.shape) != tuple(input.shape):
-        try:
-            torch.broadcast_shapes(target.shape, input.shape)
-            fits = torch.broadcast_shapes(target.shape, input.shape) == input.shape
-        except RuntimeError:
-            fits = False
-        if not fits:
-            raise ValueError(f"bce_loss: target must be a number or have input's shape {tuple(input.shape)}, "
-                             f"but got shape {tuple(target.shape)}")
+        if input.dim() == target.dim() + 1 and input.shape[-1] == 1 and input.shape[:-1] == target.shape:
+            input = input.squeeze(-1)  # (N, 1) logits against (N,) labels, as BCEWithLogitsLoss(input.squeeze(), y)
+        else:
+            try:
+                fits = torch.broadcast_shapes(target.shape, input.shape) == input.shape
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(f"bce_loss: target must be a number, of input's shape {tuple(input.shape)} "
+                                 f"or broadcastable to it, but got shape {tuple(target.shape)}")
     target = target.expand_as(input)
     loss = input.clamp(min=0) - input * target + torch.log1p(torch.exp(-input.abs()))
     return loss.mean()

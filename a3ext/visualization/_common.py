@@ -51,7 +51,8 @@ def check_images(X, fn: str, name: str = "X", batch: int | None = None, model=_N
         if not isinstance(model, nn.Module):
             raise TypeError(f"{fn}: model must be a torch.nn.Module, got {type(model).__name__}")
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-        if dtype is not None and X.dtype != dtype:
+        autocast = torch.is_autocast_enabled(X.device.type) if X.device.type != "meta" else False
+        if dtype is not None and X.dtype != dtype and not autocast:
             raise TypeError(f"{fn}: {name} has dtype {X.dtype} but the model's parameters are {dtype}; "
                             f"convert one of them (e.g. {name}.to({dtype}))")
     return X
