@@ -107,6 +107,7 @@ def _as_kind(kind, where: str) -> Kind:
     if isinstance(kind, str):
         if kind not in _KINDS:  # the built-in kinds register when their trainers are imported
             import a3ext.captioning.solver  # noqa: F401
+            import a3ext.gan.metrics  # noqa: F401  ("gan-quality")
             import a3ext.gan.train  # noqa: F401
         if kind in _KINDS:
             return _KINDS[kind]

@@ -154,6 +154,8 @@ def test_kind_by_name_and_bad_kinds_get_clear_errors(tmp_path):
     assert torch.equal(C.load(path, CHECKPOINT_KIND)["a"], torch.ones(2))
     with pytest.raises(C.CheckpointError, match="a3ext GAN checkpoint"):
         C.load(path, "captioning")
+    with pytest.raises(C.CheckpointError, match="a3ext digit-quality model"):
+        C.load(path, "gan-quality")
     with pytest.raises(ValueError, match=r"checkpoint.load: unknown kind 'nope'; expected .*'captioning', 'gan'"):
         C.load(path, "nope")
     with pytest.raises(TypeError, match="checkpoint.save: kind must be a checkpoint.Kind or the name of one .*NoneType"):
