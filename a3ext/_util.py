@@ -193,6 +193,12 @@ def atomic_write(path, write: Callable) -> Path:
     return path
 
 
+def cli_description(doc: str) -> str:
+    """A module docstring's first paragraph as an argparse description (without the
+    reStructuredText ``quotes``)."""
+    return doc.split("\n\n")[0].replace("``", "")
+
+
 def _number(convert: Callable, what: str, allow: Callable) -> Callable:
     def parse(text: str):
         try:

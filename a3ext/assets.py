@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ._util import download, sha256_file
+from ._util import cli_description, download, sha256_file
 
 __all__ = [
     "Asset",
@@ -831,7 +831,7 @@ def register_cli(subparsers) -> None:
     Each leaf parser sets ``func``: a callable ``func(args) -> int`` exit code.
     """
     parser = subparsers.add_parser("assets", help="list or fetch photos, digits and pretrained weights",
-                                   description=__doc__.split("\n\n")[0].replace("``", ""))
+                                   description=cli_description(__doc__))
     sub = parser.add_subparsers(dest="assets_command", required=True, metavar="COMMAND")
     p_list = sub.add_parser("list", help="show every asset, its licence, its source and whether it is cached")
     p_list.set_defaults(func=_cmd_list)

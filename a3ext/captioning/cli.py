@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from .._cli_util import reading, standalone_main, user_errors
-from .._util import nonnegative_int, positive_float, positive_int, torchrun_process_group
+from .._util import cli_description, nonnegative_int, positive_float, positive_int, torchrun_process_group
 
 __all__ = ["register_cli"]
 
@@ -190,7 +190,7 @@ def _command(command: str, handler):
 def register_cli(subparsers) -> None:
     """Add ``caption`` (make-dataset, train, sample, eval) to the ``a3ext`` parser."""
     p = subparsers.add_parser("caption", help="image captioning: embedded dataset, training, sampling, BLEU",
-                              description=__doc__.split("\n\n")[0].replace("``", ""))
+                              description=cli_description(__doc__))
     sub = p.add_subparsers(dest="caption_command", metavar="CAPTION_COMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from .._cli_util import UserInputError, reading, standalone_main, user_errors
-from .._util import positive_float, positive_int, torchrun_process_group
+from .._util import cli_description, positive_float, positive_int, torchrun_process_group
 
 __all__ = ["register_cli", "main"]
 
@@ -156,7 +156,7 @@ def register_cli(subparsers) -> None:
     from .train import KINDS
 
     parser = subparsers.add_parser("gan", help="train GANs on real digits, sample, score, semi-supervised",
-                                   description=__doc__.split("\n\n")[0].replace("``", ""))
+                                   description=cli_description(__doc__))
     sub = parser.add_subparsers(dest="gan_command", required=True, metavar="COMMAND")
 
     data_help = "mnist5k (5,000 real MNIST digits), fashion (Fashion-MNIST) or a directory of IDX files"

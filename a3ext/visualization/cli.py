@@ -21,7 +21,7 @@ import contextlib
 import sys
 
 from .._cli_util import reading, user_errors
-from .._util import positive_float, positive_int
+from .._util import cli_description, positive_float, positive_int
 
 __all__ = ["register_cli"]
 
@@ -220,7 +220,7 @@ def register_cli(subparsers) -> None:
     """Add ``visualize`` (saliency, smoothgrad, ig, gradcam, fool, classviz) to an
     argparse subparsers object; each leaf sets ``func(args) -> int``."""
     parser = subparsers.add_parser("visualize", help="saliency maps, attributions, fooling images, class "
-                                   "visualizations", description=__doc__.split("\n\n")[0].replace("``", ""))
+                                   "visualizations", description=cli_description(__doc__))
     sub = parser.add_subparsers(dest="visualize_command", required=True, metavar="COMMAND")
     helps = {"saliency": "saliency maps (|gradient|, max over channels)",
              "smoothgrad": "SmoothGrad: gradients averaged over noisy copies",
