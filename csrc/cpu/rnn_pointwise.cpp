@@ -56,7 +56,8 @@ inline Vec<double> tanh(const Vec<double>& x) {
   q = at::vec::fmadd(s, q, V(2.23548839060100448583e3));
   q = at::vec::fmadd(s, q, V(4.84406305325125486048e3));
   const V ax = x.abs();
-  // exp(2|x|) for |x| <= 20 (beyond, tanh rounds to +-1 and exp would overflow to inf / inf)
+  // exp(2|x|) with |x| capped at 20: tanh rounds to +-1 from |x| ~ 19.06 on, and the
+  // cap keeps exp from overflowing (inf / inf) above |x| ~ 354
   const V e = at::vec::minimum(ax + ax, V(40.0)).exp();
   const V one(1.0);
   const V large = ax >= V(0.625);
