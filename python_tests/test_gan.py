@@ -229,6 +229,8 @@ def test_losses_reject_bad_shapes(loss):
         loss(torch.zeros(4, 2), good)
     with pytest.raises(ValueError, match=r"\(N,\) or \(N, 1\)"):
         loss(good, torch.zeros(2, 2, 1))
+    with pytest.raises(ValueError, match=r"at least one score \(N >= 1\), got shape \(0, 1\)"):
+        loss(good, torch.zeros(0, 1))  # an empty batch would give a NaN loss
 
 
 # ----------------------------------------------------------------- training steps

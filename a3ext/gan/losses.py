@@ -39,11 +39,11 @@ def _scores(x: torch.Tensor, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() == 2 and x.shape[1] == 1:
-        return x[:, 0]
-    if x.dim() == 1:
-        return x
-    raise ValueError(f"{name} must have shape (N,) or (N, 1), got {tuple(x.shape)}")
+    if not (x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1)):
+        raise ValueError(f"{name} must have shape (N,) or (N, 1), got {tuple(x.shape)}")
+    if x.shape[0] == 0:  # the mean over no scores would be NaN
+        raise ValueError(f"{name} must hold at least one score (N >= 1), got shape {tuple(x.shape)}")
+    return x[:, 0] if x.dim() == 2 else x
 
 
 def bce_loss(input: torch.Tensor, target: torch.Tensor | float) -> torch.Tensor:
