@@ -54,7 +54,8 @@ int64_t size_class(int64_t n) {
 }
 
 Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
-                     const std::function<double(Engine, bool)>& trial, int rounds, bool last_round_counts) {
+                     const std::function<std::vector<double>(Engine, bool)>& trial, int rounds,
+                     const std::function<double(const std::vector<double>&)>& estimate) {
   auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
   const int backend = g_gemm_backend.load();
   if (backend != 0) {
@@ -81,16 +82,20 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   }
   if (it != g_choices.end() && has(it->second.engine)) return it->second.engine;
   // Calibrate: one untimed run each (first-use costs: oneDNN's primitive cache,
-  // page faults), then `rounds` interleaved timed runs; the minimum counts.
+  // page faults), then `rounds` interleaved timed rounds; each run's minimum counts.
   const double t0 = now();
-  std::vector<double> best(candidates.size(), 1e30);
+  std::vector<std::vector<double>> fastest(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
   for (int r = 0; r < rounds; ++r) {
     for (size_t i = 0; i < candidates.size(); ++i) {
-      const double t = trial(candidates[i], false);
-      best[i] = last_round_counts ? t : std::min(best[i], t);
+      const std::vector<double> t = trial(candidates[i], false);
+      if (fastest[i].empty()) fastest[i] = t;
+      for (size_t j = 0; j < t.size() && j < fastest[i].size(); ++j) fastest[i][j] = std::min(fastest[i][j], t[j]);
     }
   }
+  std::vector<double> best(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i)
+    best[i] = fastest[i].empty() ? 1e30 : estimate ? estimate(fastest[i]) : fastest[i][0];
   size_t win = 0;
   for (size_t i = 1; i < candidates.size(); ++i)
     if (best[i] < best[win]) win = i;

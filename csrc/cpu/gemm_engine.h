@@ -73,17 +73,17 @@ const char* engine_name(Engine e);
 // this torch is an error; otherwise (float64 on oneDNN, say) Blas. Auto mode:
 // the engine measured fastest for `key` (the op, dtype and shape class); on the
 // first call with that key every candidate runs one untimed `trial(engine,
-// true)` (first-use costs), then `rounds` of `trial(engine, false)`, which
-// measures and returns the seconds the real call would take, interleaved; the
-// minimum over rounds counts (last_round_counts: the last round's value, for
-// trials that already combine their rounds' measurements). Under torch.use_deterministic_algorithms(True) auto
+// true)` (first-use costs), then `rounds` of `trial(engine, false)`, interleaved,
+// each returning its timed runs in seconds; each run's minimum over the rounds
+// counts, and `estimate` turns those minima into the seconds the real call would
+// take (null: the single run's own). Under torch.use_deterministic_algorithms(True) auto
 // mode measures nothing (timings differ between runs, and so would the rounding
 // of the engine they pick): a stored choice for `key` (load_gemm_engine_choices)
 // if there is one, else Blas.
 Engine select_engine(const std::string& key, at::ScalarType dtype,
                      const std::vector<Engine>& candidates,
-                     const std::function<double(Engine, bool)>& trial, int rounds = 2,
-                     bool last_round_counts = false);
+                     const std::function<std::vector<double>(Engine, bool)>& trial, int rounds = 2,
+                     const std::function<double(const std::vector<double>&)>& estimate = nullptr);
 
 // Seconds one call of f takes.
 double seconds_of(const std::function<void()>& f);

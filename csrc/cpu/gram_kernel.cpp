@@ -179,12 +179,12 @@ Engine gram_engine(const char* pass, const Tensor& f, const std::vector<Engine>&
   const std::string key = std::string(pass) + " " + c10::toString(dtype) + " C" + std::to_string(C) + " M" +
                           std::to_string(size_class(M));
   Tensor image, matrix;
-  auto trial = [&](Engine e, bool /*warmup*/) -> double {
+  auto trial = [&](Engine e, bool /*warmup*/) -> std::vector<double> {
     if (!image.defined()) {
       image = synthetic({1, C, f.size(2), f.size(3)}, 1.0, f.options(), 1);
       matrix = synthetic({1, C, C}, 1.0, f.options(), 2);
     }
-    return seconds_of([&] { run(e, image, matrix); });
+    return {seconds_of([&] { run(e, image, matrix); })};
   };
   const double flops = 2.0 * C * C * M;
   return select_engine(key, dtype, candidates, trial, flops > 2e8 ? 1 : 3);

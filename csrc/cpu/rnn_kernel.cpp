@@ -643,20 +643,16 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   // before): at (25,16,256,512) float32 forward the slope over Tc = 3 steps varied
   // +-25 % between processes and auto took blas_batch (0.97x torch.nn, against mkl's
   // 1.2x) in 1-2 of 6 runs; with Tc = 7 mkl won 14 of 14, for ~7 ms more calibration.
-  std::vector<std::pair<Engine, std::pair<double, double>>> fastest;  // engine -> (t1, tc)
-  auto trial = [&](Engine e, bool warmup) -> double {
-    if (warmup) return seconds_of([&] { run(e, 1); });
+  auto trial = [&](Engine e, bool warmup) -> std::vector<double> {
     const double t1 = seconds_of([&] { run(e, 1); });
-    const double tc = T <= 1 ? t1 : seconds_of([&] { run(e, Tc); });
-    auto it = std::find_if(fastest.begin(), fastest.end(), [&](const auto& f) { return f.first == e; });
-    if (it == fastest.end()) it = fastest.insert(fastest.end(), {e, {t1, tc}});
-    auto& [b1, bc] = it->second;
-    b1 = std::min(b1, t1);
-    bc = std::min(bc, tc);
-    if (T <= 1) return b1;
-    return b1 + static_cast<double>(T - 1) * std::max(0.0, bc - b1) / static_cast<double>(Tc - 1);
+    if (warmup || T <= 1) return {t1};
+    return {t1, seconds_of([&] { run(e, Tc); })};
   };
-  return select_engine(key, dtype, candidates, trial, rounds, /*last_round_counts=*/true);
+  auto estimate = [&](const std::vector<double>& fastest) {  // (t1) or (t1, tc)
+    if (fastest.size() < 2) return fastest[0];
+    return fastest[0] + static_cast<double>(T - 1) * std::max(0.0, fastest[1] - fastest[0]) / static_cast<double>(Tc - 1);
+  };
+  return select_engine(key, dtype, candidates, trial, rounds, estimate);
 }
 
 // ---------------------------------------------------------------------------
