@@ -219,18 +219,24 @@ class CaptioningRNN(nn.Module):
                 "cell_type": self.cell_type, "dtype": str(self.dtype).replace("torch.", "")}
 
     # ------------------------------------------------------------------ checks
-    def _features(self, fn: str, features) -> Tensor:
-        if features is None or isinstance(features, (str, bytes)):
-            raise TypeError(f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim} "
-                            f"(a tensor or array), but got {type(features).__name__}")
+    @staticmethod
+    def _values(fn: str, name: str, value, expected: str) -> Tensor:
+        """``value`` (a tensor or array) as a tensor holding values, else an error naming it."""
+        if value is None or isinstance(value, (str, bytes)):
+            raise TypeError(f"CaptioningRNN.{fn}: expected {name} of shape {expected} (a tensor or array), "
+                            f"but got {type(value).__name__}")
         try:
-            features = torch.as_tensor(features)
+            value = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim} "
-                            f"(a tensor or array), but got {type(features).__name__} ({exc})") from None
-        if features.device.type == "meta":
-            raise ValueError(f"CaptioningRNN.{fn}: features must hold values (a CPU or CUDA tensor), "
+            raise TypeError(f"CaptioningRNN.{fn}: expected {name} of shape {expected} (a tensor or array), "
+                            f"but got {type(value).__name__} ({exc})") from None
+        if value.device.type == "meta":
+            raise ValueError(f"CaptioningRNN.{fn}: {name} must hold values (a CPU or CUDA tensor), "
                              f"but got a tensor on meta")
+        return value
+
+    def _features(self, fn: str, features) -> Tensor:
+        features = self._values(fn, "features", features, f"(N, D) with D = {self.input_dim}")
         if features.dim() != 2 or features.shape[1] != self.input_dim:
             raise ValueError(
                 f"CaptioningRNN.{fn}: expected features of shape (N, D) with D = {self.input_dim}, "
@@ -272,13 +278,7 @@ class CaptioningRNN(nn.Module):
 
     def _loss(self, features, captions) -> Tensor:
         features = self._features("loss", features)
-        if captions is None or isinstance(captions, (str, bytes)):
-            raise TypeError(f"CaptioningRNN.loss: expected captions of shape (N, T+1) (integers), but got "
-                            f"{type(captions).__name__}")
-        captions = torch.as_tensor(captions)
-        if captions.device.type == "meta":
-            raise ValueError("CaptioningRNN.loss: captions must hold values (a CPU or CUDA tensor), "
-                             "but got a tensor on meta")
+        captions = self._values("loss", "captions", captions, "(N, T+1) (integers)")
         if captions.dim() != 2 or captions.shape[0] != features.shape[0] or captions.shape[1] < 2:
             raise ValueError(
                 f"CaptioningRNN.loss: expected captions of shape (N, T+1) with N = {features.shape[0]} "

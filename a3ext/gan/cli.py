@@ -25,10 +25,6 @@ from .._util import cli_description, positive_float, positive_int, torchrun_proc
 __all__ = ["register_cli", "main"]
 
 
-_positive_int = positive_int  # shared argparse types (a3ext._util)
-_positive_float = positive_float
-
-
 def _set_threads(args) -> None:
     if getattr(args, "threads", None):
         import torch
@@ -163,43 +159,43 @@ def register_cli(subparsers) -> None:
     p = sub.add_parser("train", help="train a GAN; writes samples, loss curves and checkpoints to --out")
     p.add_argument("--kind", choices=KINDS, default="dc", help="GAN kind (default: dc)")
     p.add_argument("--data", default="mnist5k", help=data_help + " (default: mnist5k)")
-    p.add_argument("--epochs", type=_positive_int, default=10, help="epochs over the training split (default 10)")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs over the training split (default 10)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--noise-dim", type=_positive_int, default=96)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--noise-dim", type=positive_int, default=96)
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, noise and batch order")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
-    p.add_argument("--show-every", type=_positive_int, default=250, help="log every N iterations")
-    p.add_argument("--sample-every", type=_positive_int, default=None,
+    p.add_argument("--show-every", type=positive_int, default=250, help="log every N iterations")
+    p.add_argument("--sample-every", type=positive_int, default=None,
                    help="save a sample grid every N iterations (default: --show-every)")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write checkpoint.pt every N iterations (always at the end)")
     p.add_argument("--recipe", choices=("assignment", "fast"), default="assignment",
                    help="default settings: the assignment's (default) or 'fast' (moving average of G for the "
                         "MLP GANs; WGAN-GP with one critic step, lr 5e-4, betas (0.5, 0.9)); see a3ext.gan.RECIPES")
-    p.add_argument("--critic-steps", type=_positive_int, default=None,
+    p.add_argument("--critic-steps", type=positive_int, default=None,
                    help="discriminator steps per generator step (default: from --recipe; assignment: 1, wgangp 5)")
     p.add_argument("--gp-weight", type=float, default=None, help="gradient-penalty weight (wgangp default 10)")
-    p.add_argument("--lr", type=_positive_float, default=None,
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="Adam learning rate (default: from --recipe; assignment: 1e-3, wgangp 1e-4)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="sample from a moving average of G's weights with this decay (default: from --recipe; "
                         "0 = off)")
-    p.add_argument("--max-iterations", type=_positive_int, default=None, help="stop after N iterations in all")
+    p.add_argument("--max-iterations", type=positive_int, default=None, help="stop after N iterations in all")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt if it exists")
     p.add_argument("--eval", action="store_true",
                    help="score samples with the project's digit-classifier metric at the end")
-    p.add_argument("--eval-n", type=_positive_int, default=1000, help="images scored by --eval (default 1000)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
+    p.add_argument("--eval-n", type=positive_int, default=1000, help="images scored by --eval (default 1000)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-q", "--quiet", action="store_true", help="no log lines or summary")
     p.set_defaults(func=user_errors("a3ext gan train", _cmd_train))
 
     p = sub.add_parser("sample", help="draw a grid of samples from a checkpoint's generator")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `a3ext gan train`")
-    p.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--n", type=positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--nrow", type=_positive_int, default=8, help="images per grid row (default 8)")
+    p.add_argument("--nrow", type=positive_int, default=8, help="images per grid row (default 8)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=user_errors("a3ext gan sample", _cmd_sample))
@@ -207,10 +203,10 @@ def register_cli(subparsers) -> None:
     p = sub.add_parser("score", help="quality of a checkpoint's samples (own digit-CNN metric) vs held-out real")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default="mnist5k", help=data_help)
-    p.add_argument("--n", type=_positive_int, default=1000, help="samples scored (default 1000)")
+    p.add_argument("--n", type=positive_int, default=1000, help="samples scored (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.set_defaults(func=user_errors("a3ext gan score", _cmd_score))
 
     p = sub.add_parser(
@@ -220,20 +216,20 @@ def register_cli(subparsers) -> None:
                     "labeled images alone for the same number of steps, and print both test accuracies. "
                     "On mnist5k with 10 labels per class: about 90-93 % vs 78-79 % after 60 epochs (2-3 min), "
                     "95 % after 300; below ~40 epochs the lead is smaller and varies with the seed.")
-    p.add_argument("--labels-per-class", type=_positive_int, default=10,
+    p.add_argument("--labels-per-class", type=positive_int, default=10,
                    help="labeled training images per class (default 10)")
     p.add_argument("--data", default="mnist5k", help=data_help + " (default: mnist5k)")
-    p.add_argument("--epochs", type=_positive_int, default=60,
+    p.add_argument("--epochs", type=positive_int, default=60,
                    help="passes over the unlabeled training images (default 60)")
-    p.add_argument("--batch-size", type=_positive_int, default=100,
+    p.add_argument("--batch-size", type=positive_int, default=100,
                    help="images per batch of each kind (labeled, unlabeled, generated); a step is one "
                         "discriminator and one generator update on such batches (default 100)")
-    p.add_argument("--lr", type=_positive_float, default=3e-3,
+    p.add_argument("--lr", type=positive_float, default=3e-3,
                    help="Adam learning rate, decayed linearly to 0 over the second half (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the labeled subset, initialisation and noise")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
     p.add_argument("--out", default=None, help="directory for semisup.json and a sample grid")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch.set_num_threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=user_errors("a3ext gan semisup", _cmd_semisup))
 

@@ -26,9 +26,6 @@ from .transfer import style_transfer
 __all__ = ["register_cli"]
 
 
-_positive_int = positive_int  # shared argparse type (a3ext._util)
-
-
 def _float_list(text: str) -> list[float]:
     import argparse
 
@@ -149,11 +146,11 @@ def register_cli(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE.png", help="PNG figure to write (content | style | result)")
     p.add_argument("--result", metavar="FILE.png", help="also write the bare result image here")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named run (images, sizes, weights)")
-    p.add_argument("--size", type=_positive_int, default=None,
+    p.add_argument("--size", type=positive_int, default=None,
                    help="content image shorter side in pixels (default 192 or the preset's)")
-    p.add_argument("--style-size", type=_positive_int, default=None, help="style image shorter side "
+    p.add_argument("--style-size", type=positive_int, default=None, help="style image shorter side "
                    "(default: --size, or the preset's)")
-    p.add_argument("--iters", type=_positive_int, default=200, help="iterations / function evaluations (default 200)")
+    p.add_argument("--iters", type=positive_int, default=200, help="iterations / function evaluations (default 200)")
     p.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam",
                    help="adam: the assignment's schedule (default); lbfgs: L-BFGS as in neural-style")
     p.add_argument("--preserve-color", action="store_true",
@@ -174,7 +171,7 @@ def register_cli(subparsers) -> None:
                       help="softmax-transform the style features before the Gram matrix (Wang et al. 2021)")
     gram.add_argument("--plain-gram", action="store_true", help="no softmax transform (plain Gram matrices)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random start (default 0)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="intra-op CPU threads (default: torch's; 1 is much faster on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=user_errors("a3ext style", _run))

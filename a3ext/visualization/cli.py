@@ -28,10 +28,6 @@ __all__ = ["register_cli"]
 ATTRIBUTION_METHODS = ("saliency", "smoothgrad", "ig", "gradcam")
 
 
-_positive_int = positive_int  # shared argparse type (a3ext._util)
-
-_positive_float = positive_float  # shared argparse type (a3ext._util)
-
 def _load_model(args):
     """The classifier chosen by ``--model``/``--weights``."""
     from .. import models
@@ -212,7 +208,7 @@ def _common(p, image: bool = True) -> None:
     p.add_argument("--model", choices=("efficientnet", "squeezenet"), default="efficientnet",
                    help="classifier (default efficientnet: pretrained EfficientNet-Lite0)")
     p.add_argument("--weights", metavar="PATH", help="state dict for --model (torchvision format for squeezenet)")
-    p.add_argument("--size", type=_positive_int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--size", type=positive_int, default=224, help="input size in pixels (default 224)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="PNG figure to write")
 
 
@@ -233,12 +229,12 @@ def register_cli(subparsers) -> None:
                        help="class to explain (index or name; default: each image's top prediction)")
         p.add_argument("--cmap", default="jet", help="matplotlib colormap of the overlay (default jet)")
         if method == "smoothgrad":
-            p.add_argument("--samples", type=_positive_int, default=25, help="noisy copies (default 25)")
-            p.add_argument("--noise", type=_positive_float, default=0.15,
+            p.add_argument("--samples", type=positive_int, default=25, help="noisy copies (default 25)")
+            p.add_argument("--noise", type=positive_float, default=0.15,
                            help="noise std as a fraction of the image's value range (default 0.15)")
             p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
         if method == "ig":
-            p.add_argument("--steps", type=_positive_int, default=64, help="Gauss-Legendre nodes (default 64)")
+            p.add_argument("--steps", type=positive_int, default=64, help="Gauss-Legendre nodes (default 64)")
             p.add_argument("--baseline", choices=("mean", "black", "white"), default="black",
                            help="baseline image (default black)")
         if method == "gradcam":
@@ -249,18 +245,18 @@ def register_cli(subparsers) -> None:
                        description="fooling image: original, fooling image, differences, both predictions")
     _common(p)
     p.add_argument("--target", required=True, metavar="CLASS", help="class to fool the model into")
-    p.add_argument("--lr", type=_positive_float, default=1.0, help="step size (L2 norm per step; default 1)")
-    p.add_argument("--max-iter", type=_positive_int, default=100, help="most steps (default 100)")
+    p.add_argument("--lr", type=positive_float, default=1.0, help="step size (L2 norm per step; default 1)")
+    p.add_argument("--max-iter", type=positive_int, default=100, help="most steps (default 100)")
     p.set_defaults(func=_run("fool", _fool))
     p = sub.add_parser("classviz", help="class visualization from noise",
                        description="class visualization: gradient ascent on a class score from noise")
     _common(p, image=False)
     p.add_argument("--target", required=True, metavar="CLASS", help="class to visualise (index or name)")
-    p.add_argument("--iters", type=_positive_int, default=None, help="steps (default 100)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="step size (default 25)")
+    p.add_argument("--iters", type=positive_int, default=None, help="steps (default 100)")
+    p.add_argument("--lr", type=positive_float, default=None, help="step size (default 25)")
     p.add_argument("--l2-reg", type=float, default=None, help="L2 penalty (default 1e-3)")
-    p.add_argument("--blur-every", type=_positive_int, default=None, help="blur period (default 10)")
+    p.add_argument("--blur-every", type=positive_int, default=None, help="blur period (default 10)")
     p.add_argument("--max-jitter", type=int, default=None, help="largest jitter in pixels (default 16)")
-    p.add_argument("--show-every", type=_positive_int, default=25, help="snapshot period (default 25)")
+    p.add_argument("--show-every", type=positive_int, default=25, help="snapshot period (default 25)")
     p.add_argument("--seed", type=int, default=0, help="noise and jitter seed (default 0)")
     p.set_defaults(func=_run("classviz", _classviz))
