@@ -193,6 +193,13 @@ def atomic_write(path, write: Callable) -> Path:
     return path
 
 
+def refused_global(exc: BaseException) -> str | None:
+    """The Python object a ``torch.load(weights_only=True)`` error says the file refers
+    to (``posix.system``), or None when the error is about something else."""
+    m = re.search(r"GLOBAL (\S+)", str(exc))
+    return m.group(1) if m else None
+
+
 def cli_description(doc: str) -> str:
     """A module docstring's first paragraph as an argparse description (without the
     reStructuredText ``quotes``)."""

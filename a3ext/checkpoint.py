@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from ._util import atomic_write, remove_stale_temporaries
+from ._util import atomic_write, refused_global, remove_stale_temporaries
 
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "CorruptCheckpointError", "CheckpointWriteError",
            "UnverifiedCheckpointWarning", "Kind", "save", "load", "digest", "INTEGRITY_KEY", "FORMAT"]
@@ -262,10 +262,10 @@ def save(state: dict, path, kind: Kind | str) -> Path:
 def _read_error(path: Path, kind: Kind, exc: BaseException) -> CheckpointError:
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError):
-        m = re.search(r"GLOBAL (\S+)", text)
-        if m:  # a foreign pickle (or a flipped bit in a class name)
+        name = refused_global(exc)
+        if name:  # a foreign pickle (or a flipped bit in a class name)
             return CheckpointError(f"{path} is corrupt or not an {kind.label}: it refers to Python objects other "
-                                   f"than tensors and plain containers ({m.group(1)[:80]}), which "
+                                   f"than tensors and plain containers ({name[:80]}), which "
                                    f"torch.load(weights_only=True) refuses to load")
         m = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
         why = m.group(1)[:100] if m else _first_line(exc, 100)

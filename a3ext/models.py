@@ -20,12 +20,11 @@ Shared interface (every later part uses only this)::
 
 Models are returned in eval mode with ``requires_grad=False`` on every parameter.
 
-May import: ``a3ext.assets``; outside a3ext: PIL, numpy, torch.
+May import: ``a3ext.assets``, ``a3ext._util``; outside a3ext: PIL, numpy, torch.
 """
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import assets
+from ._util import refused_global
 
 __all__ = [
     "WeightsError",
@@ -157,13 +157,12 @@ def _load_state_dict(model: nn.Module, weights, what: str) -> None:
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt zip, truncated file, pickled non-tensor objects, ...
-            text = str(exc)
-            m = re.search(r"GLOBAL (\S+)", text)
-            if m:  # torch's advice to retry with weights_only=False would run the file's code
-                why = (f"it refers to Python objects other than tensors ({m.group(1)[:80]}), which a weights "
+            name = refused_global(exc)
+            if name:  # torch's advice to retry with weights_only=False would run the file's code
+                why = (f"it refers to Python objects other than tensors ({name[:80]}), which a weights "
                        f"file must not (a3ext never loads code from a file)")
             else:
-                why = " ".join(text.split())[:200] or type(exc).__name__
+                why = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise WeightsError(f"{what}: cannot read {str(file)!r} as a state dict with "
                                f"torch.load(weights_only=True): {why}") from exc
         source = repr(str(file))
