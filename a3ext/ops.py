@@ -968,8 +968,10 @@ def gemm_backend(name: str) -> Iterator[None]:
     packed once per call (float32; float64 runs BLAS) and MKL's SYRK for the Gram
     forward (float32 and float64); ``"blas_batch"``: BLAS as one multi-threaded
     GEMM per time step on the whole batch (time-loop ops; the Gram op runs
-    ``"blas"``); ``"own"``: a3ext's AVX-512 kernel for the Gram forward
-    (CPUs whose ATen capability is AVX512; everything else runs ``"blas"``).
+    ``"blas"``); ``"own"``: a3ext's AVX-512 kernels, for the Gram forward and
+    for the float64 recurrent step GEMMs of the RNN / LSTM ops (the weight packed
+    once per call; CPUs whose ATen capability is AVX512; everything else runs
+    ``"blas"``).
     Forcing ``"onednn"`` or ``"mkl"`` when this torch lacks it
     (:func:`gemm_engines`) raises for float32 work. Results agree to rounding,
     so with ``"auto"`` the last bits can differ between processes that measured
@@ -991,7 +993,7 @@ def gemm_backend(name: str) -> Iterator[None]:
 def gemm_engines() -> list[str]:
     """The GEMM engines this torch build and CPU provide ("blas" always; "onednn" with
     oneDNN; "mkl" when libtorch exports MKL's packed GEMM / SYRK, as on x86 wheels;
-    "blas_batch"; "own" on AVX-512 CPUs: a3ext's Gram kernel)."""
+    "blas_batch"; "own" on AVX-512 CPUs: a3ext's Gram kernel and float64 step GEMM)."""
     return _ops._gemm_engines().split(",")
 
 

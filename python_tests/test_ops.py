@@ -205,7 +205,15 @@ def test_lstm_step_gradient_through_next_c_only():
     assert rel_error(np64(a["Wh"].grad), dWh) <= 1e-10
 
 
-def test_gradcheck_float64():  # float64 always takes the BLAS engine
+@pytest.mark.parametrize("engine", ["blas", "blas_batch", "own"])
+def test_gradcheck_float64(engine):  # every float64 engine (own: a3ext's step GEMM, AVX-512)
+    if engine not in ops.gemm_engines():
+        pytest.skip(f"no {engine} engine here")
+    with ops.gemm_backend(engine):
+        _gradcheck_float64()
+
+
+def _gradcheck_float64():
     dt = torch.float64
     a = make_inputs(3, 4, 5, 3, 1, dt, requires_grad=True)
     assert torch.autograd.gradcheck(ops.rnn, (a["x"], a["h0"], a["Wx"], a["Wh"], a["b"]))
@@ -284,6 +292,29 @@ def test_gemm_engines_are_listed_and_auto_records_its_choice():
     if len(ops.gemm_engines()) > 1:
         assert choices[key]["engine"] in ops.gemm_engines()
         assert set(choices[key]["trial_ms"]) <= set(ops.gemm_engines())
+
+
+def test_float64_calibration_times_the_own_step_gemm_and_it_agrees_with_blas():
+    # The own engine (AVX-512 CPUs): float64 recurrent products on the weight packed
+    # once per call (csrc/cpu/panel_gemm.cpp). Rows in blocks of up to 10 (23 rows:
+    # 8 + 8 + 7), 16-column panels with a tail (H = 37: 4H = 148 = 9 x 16 + 4).
+    if "own" not in ops.gemm_engines():
+        pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
+    a = make_inputs(23, 5, 19, 37, 4, torch.float64, requires_grad=True)
+    torch.ops.a3ext._clear_gemm_engine_choices()
+    with ops.gemm_backend("auto"):
+        ops.lstm(**a).sum().backward()
+    choices = ops.gemm_engine_choices()
+    for key in ("lstm_fwd Double N32 T8 D19 H37", "lstm_bwd Double N32 T8 D19 H37"):
+        assert "own" in choices[key]["trial_ms"], choices[key]
+    results = {}
+    for engine in ("blas", "own"):
+        with ops.gemm_backend(engine):
+            h = ops.lstm(**a)
+            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
+    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
+    for g_own, g_blas in zip(results["own"][1], results["blas"][1]):
+        torch.testing.assert_close(g_own, g_blas, rtol=1e-11, atol=1e-11)
 
 
 def test_gemm_engine_choices_round_trip_through_disk(tmp_path):

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "gram_tiles.h"
 #include "mkl_dl.h"
+#include "rnn_pointwise.h"
 
 namespace a3ext::cpu {
 namespace {
@@ -43,6 +44,15 @@ const char* engine_name(Engine e) {
     case Engine::Own: return "own";
   }
   return "?";
+}
+
+bool own_engine_available() {
+#ifdef A3EXT_HAVE_AVX512
+  static const bool ok = std::string(rnn_pointwise_isa()) == "AVX512";
+  return ok;
+#else
+  return false;
+#endif
 }
 
 bool engine_forced(Engine e) { return g_gemm_backend.load() == static_cast<int>(e) + 1; }
@@ -176,7 +186,7 @@ std::string available_engines() {
   if (OneDnnLinear::get().available()) s += ",onednn";
   if (mkl_api().has_packed_sgemm() || mkl_api().has_syrk<float>()) s += ",mkl";
   s += ",blas_batch";
-  if (own_gram_available()) s += ",own";
+  if (own_engine_available()) s += ",own";
   return s;
 }
 }  // namespace

@@ -13,8 +13,10 @@
 //        weights packed once per call (cblas_sgemm_pack, float32; float64 has
 //        no packed dgemm and runs the blas engine) and MKL's SYRK for the Gram
 //        forward (float32 and float64).
-// own    a3ext's own kernel where one beats the libraries: the Gram forward
-//        (float32, float64) on AVX-512 CPUs (gram_tiles.cpp); other ops run blas.
+// own    a3ext's own kernels where they beat the libraries, on AVX-512 CPUs: the
+//        Gram forward (float32, float64; gram_tiles.cpp) and the recurrent step
+//        GEMMs of the RNN / LSTM ops in float64 (the weight packed once per call,
+//        the BLAS-batch schedule; panel_gemm.cpp); other ops and dtypes run blas.
 // Which one is fastest depends on the CPU (on an AMD EPYC oneDNN won the
 // per-step GEMM, on an Intel Xeon MKL's packed GEMM beat both others), so in
 // `auto` mode an op measures: the first call of each shape class runs a short
@@ -94,6 +96,11 @@ double seconds_of(const std::function<void()>& f);
 // speed. Drawing the same data with a random generator (uniform_) took 12-18 ms of
 // the 55-70 ms calibration of the largest LSTM backward class.
 at::Tensor synthetic(at::IntArrayRef shape, double a, const at::TensorOptions& options, uint32_t stream);
+
+// Whether the "own" engine runs here: this build has the AVX-512 kernels
+// (gram_tiles.h, panel_gemm.h) and ATen's CPU capability (ATEN_CPU_CAPABILITY
+// honoured) is AVX512.
+bool own_engine_available();
 
 // Whether the forced engine (not auto) is e.
 bool engine_forced(Engine e);

@@ -34,15 +34,6 @@
 
 namespace a3ext::cpu {
 
-bool own_gram_available() {
-#ifdef A3EXT_HAVE_AVX512
-  static const bool ok = std::string(rnn_pointwise_isa()) == "AVX512";
-  return ok;
-#else
-  return false;
-#endif
-}
-
 namespace {
 
 using at::Tensor;
@@ -74,7 +65,7 @@ void mirror(T* G, int64_t C, bool scale, T s) {
     });
   }
 #ifdef A3EXT_HAVE_AVX512
-  if (own_gram_available()) {
+  if (own_engine_available()) {
     at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) {
       gram_mirror_rows_avx512(G, C, t0 * kTile, std::min(C, t1 * kTile));
     });
@@ -204,7 +195,7 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
   if (dtype == at::kFloat && OneDnnLinear::get().available()) candidates.push_back(Engine::OneDnn);
   const bool syrk = dtype == at::kFloat ? mkl_api().has_syrk<float>() : mkl_api().has_syrk<double>();
   if (syrk) candidates.push_back(Engine::Mkl);
-  if (own_gram_available() && gram_own_suits(C, static_cast<int64_t>(f.element_size())))
+  if (own_engine_available() && gram_own_suits(C, static_cast<int64_t>(f.element_size())))
     candidates.push_back(Engine::Own);
   gram_into(f, G, s, gram_engine("gram_fwd", f, candidates, [&](Engine e, const Tensor& image, Tensor& matrix) {
               gram_into(image, matrix, s, e);
@@ -219,7 +210,7 @@ Tensor gram_forward_cpu(const Tensor& features, bool normalize) {
 // 32 rows of any image, at least 4 at a time.
 Tensor symmetric_part(const Tensor& grad, double s) {
 #ifdef A3EXT_HAVE_AVX512
-  if (own_gram_available()) {
+  if (own_engine_available()) {
     const Tensor g = grad.contiguous();
     Tensor S = at::empty_like(g, at::MemoryFormat::Contiguous);
     const int64_t N = g.size(0), C = g.size(1);

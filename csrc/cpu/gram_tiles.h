@@ -49,8 +49,4 @@ void gram_mirror_rows_avx512(double* G, int64_t C, int64_t i0, int64_t i1);
 void gram_symmetric_sum_rows_avx512(const float* g, float* S, int64_t C, float s, int64_t i0, int64_t i1);
 void gram_symmetric_sum_rows_avx512(const double* g, double* S, int64_t C, double s, int64_t i0, int64_t i1);
 
-// Whether the "own" engine runs here: this build has the AVX-512 kernel and ATen's
-// CPU capability (ATEN_CPU_CAPABILITY honoured) is AVX512.
-bool own_gram_available();
-
 }  // namespace a3ext::cpu
