@@ -667,7 +667,9 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
       B > 0 && T > 0 ? rnn_candidates(dtype, D, H) : std::vector<Engine>{Engine::Blas};
   const int64_t G = (lstm ? 4 : 1) * H;
   const int64_t Bc = std::min<int64_t>(B, 64);
-  const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1);
+  // a trial step's work in float32 FLOPs: float64 GEMMs run at half the rate, so
+  // the float64 classes (three engines with `own`) cost no more than float32's
+  const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1) * (dtype == at::kDouble ? 2 : 1);
   const int64_t Tc = T <= 1 ? 1
                             : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(6e8 / std::max(1.0, step_flops))),
                                                 std::min<int64_t>(T, 8));
