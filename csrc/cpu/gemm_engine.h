@@ -78,7 +78,11 @@ const char* engine_name(Engine e);
 // true)` (first-use costs), then `rounds` of `trial(engine, false)`, interleaved,
 // each returning its timed runs in seconds; each run's minimum over the rounds
 // counts, and `estimate` turns those minima into the seconds the real call would
-// take (null: the single run's own). Under torch.use_deterministic_algorithms(True) auto
+// take (null: the single run's own); the engines estimated within 30 % of the
+// fastest, when there are several, then run one more round (measured: without it
+// the float32 LSTM backward class at N = 50 went to blas_batch in 1 of 4 fresh
+// processes, with it to mkl in every one; +5-15 ms for the classes it touches).
+// Under torch.use_deterministic_algorithms(True) auto
 // mode measures nothing (timings differ between runs, and so would the rounding
 // of the engine they pick): a stored choice for `key` (load_gemm_engine_choices)
 // if there is one, else Blas.
@@ -87,7 +91,14 @@ Engine select_engine(const std::string& key, at::ScalarType dtype,
                      const std::function<std::vector<double>(Engine, bool)>& trial, int rounds = 2,
                      const std::function<double(const std::vector<double>&)>& estimate = nullptr);
 
-// Seconds one call of f takes.
+// Seconds one call of f takes, less its minor page faults at this machine's cost
+// per fault (measured once): a trial's fresh 2-4 MB outputs (dWx, dWh) fault on
+// every page or on none depending on where glibc's heap happens to stand after
+// the other engines' runs, the same for every engine, so the faults (~1 ms per 4 MB)
+// are the allocator's, not the engine's. Measured before this: the float32 LSTM
+// backward trial at (25,16,256,512) took 2.9-5.3 ms for one step of the mkl engine
+// and 3.0 for three (1,024 faults in the one-step run), and auto chose blas_batch
+// there in one bench run (1.09x torch.nn against 1.35x with mkl).
 double seconds_of(const std::function<void()>& f);
 
 // Data for the trials: a new tensor of `shape` whose values fill [-a, a) (element i

@@ -657,8 +657,10 @@ struct Lstm {
 // T steps extrapolated from the two (so that an engine's per-call cost, such
 // as packing the weight, counts as often as it will be paid), one untimed step
 // first (each engine's fastest one-step and Tc-step runs over the rounds are
-// extrapolated); the whole calibration takes 1-50 ms on 2 cores (the largest classes,
-// N = 128 x H = 512 backward, 45-50 ms; more when it is a process's first call).
+// extrapolated; page faults are not counted and the close engines get one more
+// round, see select_engine); the whole calibration takes 1-50 ms on 2 cores, the
+// largest classes more (N = 128 x H = 512 backward 60-100 ms on a slow day; more
+// when it is a process's first call).
 // Keyed by cell, pass,
 // dtype, batch and steps rounded up to powers of two, D and H.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
