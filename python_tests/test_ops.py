@@ -325,15 +325,15 @@ def test_calibration_timings_leave_out_page_faults():
     # none depending on the heap's state: the faults are counted and taken out at this
     # machine's cost per fault, so they cannot decide between engines.
     per_fault = torch.ops.a3ext._page_fault_seconds()
-    assert 1e-8 < per_fault < 1e-4, per_fault
-    # 64 MB: above glibc's largest mmap threshold, so 16,384 fresh pages every time.
+    assert 1e-8 < per_fault < 1e-2, per_fault  # ~1 us a 4 KB page; a 2 MB huge page costs more
+    # 64 MB mapped afresh (16,384 pages; 32 with transparent huge pages always on).
     # Without the correction counted == raw; with it 0.25-0.5 of raw on a quiet
     # machine (faults in a large region cost more than in the 4 MB one measured), 0.51
-    # once under CI: the best of three tries, against a bound far from 1.
+    # once under load: the best of three tries, against a bound far from 1.
     tries = [torch.ops.a3ext._seconds_touching_fresh_memory(64) for _ in range(3)]
-    assert all(raw > 16384 * per_fault * 0.5 for raw, _ in tries), (tries, per_fault)
-    assert all(0 <= counted <= raw for raw, counted in tries), tries
-    assert min(counted / raw for raw, counted in tries) < 0.75, tries
+    assert all(faults >= 32 for _, _, faults in tries), tries
+    assert all(0 <= counted <= raw for raw, counted, _ in tries), tries
+    assert min(counted / raw for raw, counted, _ in tries) < 0.75, tries
 
 
 def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
