@@ -247,32 +247,31 @@ Tensor step_rows(const T* base, const SeqLayout& l, int64_t t, int64_t n0, int64
 // rows 64 KB apart 875 us, contiguous 815 us, stride K + 8 789 us).
 class PanelWeight {
  public:
-  PanelWeight(const double* W, int64_t K, int64_t N, int64_t ld, bool trans, int64_t max_rows)
-      : K_(K), N_(N), threads_(at::get_num_threads()),
-        panels_(Workspace::elements<double>(panel_count(N) * K * kPanelCols)),
-        rows_(Workspace::elements<double>(threads_ * std::max<int64_t>(1, max_rows) * (K + kRowPad))),
-        max_rows_(std::max<int64_t>(1, max_rows)) {
+  PanelWeight(const double* W, int64_t K, int64_t N, int64_t ld, bool trans)
+      : K_(K), N_(N), panels_(Workspace::elements<double>(panel_count(N) * K * kPanelCols)) {
     double* p = panels_.data<double>();
     at::parallel_for(0, panel_count(N), 1, [&](int64_t q0, int64_t q1) { panel_pack(W, K, N, ld, trans, p, q0, q1); });
   }
   // C (rows x N, row stride ldc) = A (rows x K, row stride lda) @ B, plus C if accumulate.
   void gemm(int64_t rows, const double* A, int64_t lda, double* C, int64_t ldc, bool accumulate) const {
-    TORCH_INTERNAL_ASSERT(rows <= max_rows_);
     const double* p = panels_.data<double>();
     const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, 2 * rows * K_ * kPanelCols));
     at::parallel_for(0, panel_count(N_), grain, [&](int64_t q0, int64_t q1) {
-      const int64_t tid = std::min<int64_t>(at::get_thread_num(), threads_ - 1);
-      double* a = rows_.data<double>() + tid * max_rows_ * (K_ + kRowPad);
-      for (int64_t i = 0; i < rows; ++i) std::copy(A + i * lda, A + i * lda + K_, a + i * (K_ + kRowPad));
-      panel_gemm_avx512(rows, K_, a, K_ + kRowPad, p, q0, q1, N_, C, ldc, accumulate);
+      // the rows, copied by each thread that runs a chunk into a buffer of its own
+      // (thread_local: right whatever ATen's threading backend; kept between calls)
+      thread_local std::vector<double> rows_copy;
+      const int64_t ld = K_ + kRowPad;
+      if (static_cast<int64_t>(rows_copy.size()) < rows * ld) rows_copy.resize(rows * ld);
+      double* a = rows_copy.data();
+      for (int64_t i = 0; i < rows; ++i) std::copy(A + i * lda, A + i * lda + K_, a + i * ld);
+      panel_gemm_avx512(rows, K_, a, ld, p, q0, q1, N_, C, ldc, accumulate);
     });
   }
 
  private:
   static constexpr int64_t kRowPad = 8;
-  int64_t K_, N_, threads_;
-  Workspace panels_, rows_;
-  int64_t max_rows_;
+  int64_t K_, N_;
+  Workspace panels_;
 };
 #endif
 
@@ -368,7 +367,7 @@ void forward_time_loop(Engine engine, const Tensor& h0, const Tensor& Wh, T* pre
 #ifdef A3EXT_HAVE_AVX512
   if constexpr (std::is_same_v<T, double>) {
     if (engine == Engine::Own && H > 0 && GH > 0) {
-      const PanelWeight packed(ptr<T>(Wh), H, GH, GH, /*trans=*/false, l.steps() > 0 ? l.count[0] : 1);
+      const PanelWeight packed(ptr<T>(Wh), H, GH, GH, /*trans=*/false);
       run_batch([&](int64_t rows, const T* prev, int64_t ldp, T* out, int64_t ldo) {
         packed.gemm(rows, prev, ldp, out, ldo, /*accumulate=*/true);
       });
@@ -484,7 +483,7 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
 #ifdef A3EXT_HAVE_AVX512
   if constexpr (std::is_same_v<T, double>) {
     if (engine == Engine::Own && H > 0 && GH > 0) {
-      const PanelWeight packedT(ptr<T>(Wh), GH, H, GH, /*trans=*/true, l.steps() > 0 ? l.count[0] : 1);
+      const PanelWeight packedT(ptr<T>(Wh), GH, H, GH, /*trans=*/true);
       run_batch([&](int64_t rows, const T* d, int64_t ld, T* out) { packedT.gemm(rows, d, ld, out, H, false); });
       return;
     }
