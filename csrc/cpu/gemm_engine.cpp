@@ -114,14 +114,15 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
       best[i] = fastest[i].empty() ? 1e30 : estimate ? estimate(fastest[i]) : fastest[i][0];
   };
   estimate_all();
-  // One more round for the engines within 30 % of the fastest estimate, when more
-  // than one is: single timed runs on a shared machine move by 10-50 %, and the
-  // heaviest classes get only one round above.
+  // One more round for the two fastest estimates when they are within 30 % of each
+  // other: single timed runs on a shared machine move by 10-50 %, and the heaviest
+  // classes get only one round above.
   {
-    const double lead = *std::min_element(best.begin(), best.end());
+    std::vector<size_t> order(candidates.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best[a] < best[b]; });
     std::vector<size_t> close;
-    for (size_t i = 0; i < candidates.size(); ++i)
-      if (best[i] <= 1.3 * lead) close.push_back(i);
+    if (order.size() > 1 && best[order[1]] <= 1.3 * best[order[0]]) close = {order[0], order[1]};
     if (close.size() > 1) {
       for (const size_t i : close) {
         const std::vector<double> t = trial(candidates[i], false);

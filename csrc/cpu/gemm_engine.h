@@ -78,8 +78,8 @@ const char* engine_name(Engine e);
 // true)` (first-use costs), then `rounds` of `trial(engine, false)`, interleaved,
 // each returning its timed runs in seconds; each run's minimum over the rounds
 // counts, and `estimate` turns those minima into the seconds the real call would
-// take (null: the single run's own); the engines estimated within 30 % of the
-// fastest, when there are several, then run one more round (measured: without it
+// take (null: the single run's own); the two fastest, when within 30 % of each
+// other, then run one more round (measured: without it
 // the float32 LSTM backward class at N = 50 went to blas_batch in 1 of 4 fresh
 // processes, with it to mkl in every one; +5-15 ms for the classes it touches).
 // Under torch.use_deterministic_algorithms(True) auto
