@@ -336,6 +336,23 @@ def test_calibration_timings_leave_out_page_faults():
     assert min(counted / raw for raw, counted, _ in tries) < 0.75, tries
 
 
+def test_own_engine_reads_large_batches_in_place():
+    # Each thread copies a step's rows to a padded stride only up to 2^20 elements;
+    # at 520 rows the backward's rows (K = 4H = 2048) exceed that and are read where
+    # they lie, the forward's (K = H = 512) are still copied. Both agree with blas.
+    if "own" not in ops.gemm_engines():
+        pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
+    a = make_inputs(520, 2, 8, 512, 4, torch.float64, requires_grad=True, scale=0.05)
+    results = {}
+    for engine in ("blas", "own"):
+        with ops.gemm_backend(engine):
+            h = ops.lstm(**a)
+            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
+    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
+    for g_own, g_blas in zip(results["own"][1], results["blas"][1]):
+        torch.testing.assert_close(g_own, g_blas, rtol=1e-10, atol=1e-10)
+
+
 def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
     torch.ops.a3ext._set_gemm_engine_choice("rnn_fwd Float N4 T4 D3 H5", "blas")
     ops.save_gemm_engine_choices(tmp_path / "engines.json")

@@ -258,9 +258,14 @@ class PanelWeight {
     const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, 2 * rows * K_ * kPanelCols));
     at::parallel_for(0, panel_count(N_), grain, [&](int64_t q0, int64_t q1) {
       // the rows, copied by each thread that runs a chunk into a buffer of its own
-      // (thread_local: right whatever ATen's threading backend; kept between calls)
-      thread_local std::vector<double> rows_copy;
+      // (thread_local: right whatever ATen's threading backend; kept between calls,
+      // so at most kMaxCopy elements: larger batches read A where it lies)
       const int64_t ld = K_ + kRowPad;
+      if (rows * ld > kMaxCopy) {
+        panel_gemm_avx512(rows, K_, A, lda, p, q0, q1, N_, C, ldc, accumulate);
+        return;
+      }
+      thread_local std::vector<double> rows_copy;
       if (static_cast<int64_t>(rows_copy.size()) < rows * ld) rows_copy.resize(rows * ld);
       double* a = rows_copy.data();
       for (int64_t i = 0; i < rows; ++i) std::copy(A + i * lda, A + i * lda + K_, a + i * ld);
@@ -270,6 +275,7 @@ class PanelWeight {
 
  private:
   static constexpr int64_t kRowPad = 8;
+  static constexpr int64_t kMaxCopy = int64_t(1) << 20;  // 8 MB a thread
   int64_t K_, N_;
   Workspace panels_;
 };
