@@ -264,6 +264,7 @@ TORCH_LIBRARY_FRAGMENT(a3ext, m) {
   // allocator's state: [raw seconds, seconds_of's, minor faults] (for the tests)
   m.def("_page_fault_seconds() -> float", [] { return fault_seconds(); });
   m.def("_seconds_touching_fresh_memory(int mb) -> float[]", [](int64_t mb) {
+    TORCH_CHECK(mb > 0 && mb <= 4096, "_seconds_touching_fresh_memory: mb must be in [1, 4096], but got ", mb);
     double raw = 0, faults = 0, counted = 0;
 #ifdef __linux__
     const size_t bytes = static_cast<size_t>(mb) << 20;
