@@ -296,6 +296,19 @@ def test_gemm_engines_are_listed_and_auto_records_its_choice():
         assert set(choices[key]["trial_ms"]) <= set(ops.gemm_engines())
 
 
+def _assert_own_matches_blas(a, grad_tol):
+    """The float64 LSTM on inputs `a` under the own engine against blas: outputs to
+    1e-12, every gradient (cotangent cos(h)) to grad_tol."""
+    results = {}
+    for engine in ("blas", "own"):
+        with ops.gemm_backend(engine):
+            h = ops.lstm(**a)
+            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
+    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
+    for g_own, g_blas in zip(results["own"][1], results["blas"][1]):
+        torch.testing.assert_close(g_own, g_blas, rtol=grad_tol, atol=grad_tol)
+
+
 def test_float64_calibration_times_the_own_step_gemm_and_it_agrees_with_blas():
     # The own engine (AVX-512 CPUs): float64 recurrent products on the weight packed
     # once per call (csrc/cpu/panel_gemm.cpp). Rows in blocks of up to 10 (23 rows:
@@ -309,14 +322,7 @@ def test_float64_calibration_times_the_own_step_gemm_and_it_agrees_with_blas():
     choices = ops.gemm_engine_choices()
     for key in ("lstm_fwd Double N32 T8 D19 H37", "lstm_bwd Double N32 T8 D19 H37"):
         assert "own" in choices[key]["trial_ms"], choices[key]
-    results = {}
-    for engine in ("blas", "own"):
-        with ops.gemm_backend(engine):
-            h = ops.lstm(**a)
-            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
-    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
-    for g_own, g_blas in zip(results["own"][1], results["blas"][1]):
-        torch.testing.assert_close(g_own, g_blas, rtol=1e-11, atol=1e-11)
+    _assert_own_matches_blas(a, grad_tol=1e-11)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="minor page faults are read with getrusage (Linux)")
@@ -343,14 +349,7 @@ def test_own_engine_reads_large_batches_in_place():
     if "own" not in ops.gemm_engines():
         pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
     a = make_inputs(520, 2, 8, 512, 4, torch.float64, requires_grad=True, scale=0.05)
-    results = {}
-    for engine in ("blas", "own"):
-        with ops.gemm_backend(engine):
-            h = ops.lstm(**a)
-            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
-    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
-    for g_own, g_blas in zip(results["own"][1], results["blas"][1]):
-        torch.testing.assert_close(g_own, g_blas, rtol=1e-10, atol=1e-10)
+    _assert_own_matches_blas(a, grad_tol=1e-10)
 
 
 def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
