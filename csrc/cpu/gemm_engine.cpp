@@ -100,14 +100,14 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   // page faults), then `rounds` interleaved timed rounds; each run's minimum counts.
   const double t0 = now();
   std::vector<std::vector<double>> fastest(candidates.size());
+  auto timed_round = [&](size_t i) {  // each run's minimum over the rounds
+    const std::vector<double> t = trial(candidates[i], false);
+    if (fastest[i].empty()) fastest[i] = t;
+    for (size_t j = 0; j < t.size() && j < fastest[i].size(); ++j) fastest[i][j] = std::min(fastest[i][j], t[j]);
+  };
   for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
-  for (int r = 0; r < rounds; ++r) {
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      const std::vector<double> t = trial(candidates[i], false);
-      if (fastest[i].empty()) fastest[i] = t;
-      for (size_t j = 0; j < t.size() && j < fastest[i].size(); ++j) fastest[i][j] = std::min(fastest[i][j], t[j]);
-    }
-  }
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < candidates.size(); ++i) timed_round(i);
   std::vector<double> best(candidates.size());
   auto estimate_all = [&] {
     for (size_t i = 0; i < candidates.size(); ++i)
@@ -117,19 +117,13 @@ Engine select_engine(const std::string& key, at::ScalarType dtype, const std::ve
   // One more round for the two fastest estimates when they are within 30 % of each
   // other: single timed runs on a shared machine move by 10-50 %, and the heaviest
   // classes get only one round above.
-  {
-    std::vector<size_t> order(candidates.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best[a] < best[b]; });
-    std::vector<size_t> close;
-    if (order.size() > 1 && best[order[1]] <= 1.3 * best[order[0]]) close = {order[0], order[1]};
-    if (close.size() > 1) {
-      for (const size_t i : close) {
-        const std::vector<double> t = trial(candidates[i], false);
-        for (size_t j = 0; j < t.size() && j < fastest[i].size(); ++j) fastest[i][j] = std::min(fastest[i][j], t[j]);
-      }
-      estimate_all();
-    }
+  std::vector<size_t> order(candidates.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best[a] < best[b]; });
+  if (order.size() > 1 && best[order[1]] <= 1.3 * best[order[0]]) {
+    timed_round(order[0]);
+    timed_round(order[1]);
+    estimate_all();
   }
   size_t win = 0;
   for (size_t i = 1; i < candidates.size(); ++i)
@@ -150,6 +144,18 @@ int64_t minor_faults() {
   return 0;
 }
 
+#ifdef __linux__
+// `bytes` of fresh anonymous memory (nullptr if the mapping fails); munmap it.
+void* map_fresh(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+// One write a 4 KB page: every page of fresh memory faults once.
+void touch_pages(void* p, size_t bytes) {
+  for (size_t b = 0; b < bytes; b += 4096) static_cast<volatile char*>(p)[b] = 1;
+}
+#endif
+
 // Seconds one minor page fault costs here: 1024 fresh pages touched, the fastest of
 // three tries, measured once per process (~1 us on the 2-core Xeon).
 double fault_seconds() {
@@ -158,11 +164,11 @@ double fault_seconds() {
 #ifdef __linux__
     const size_t bytes = size_t(4) << 20;
     for (int i = 0; i < 3; ++i) {
-      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) return 0.0;
+      void* p = map_fresh(bytes);
+      if (p == nullptr) return 0.0;
       const int64_t f0 = minor_faults();
       const double t0 = now();
-      for (size_t b = 0; b < bytes; b += 4096) static_cast<volatile char*>(p)[b] = 1;
+      touch_pages(p, bytes);
       const double t = now() - t0;
       const int64_t faults = minor_faults() - f0;
       munmap(p, bytes);
@@ -268,13 +274,13 @@ TORCH_LIBRARY_FRAGMENT(a3ext, m) {
     double raw = 0, faults = 0, counted = 0;
 #ifdef __linux__
     const size_t bytes = static_cast<size_t>(mb) << 20;
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    TORCH_CHECK(p != MAP_FAILED, "a3ext: could not map ", mb, " MB");
+    void* p = map_fresh(bytes);
+    TORCH_CHECK(p != nullptr, "a3ext: could not map ", mb, " MB");
     fault_seconds();  // measured first (its own faults are not this run's)
     const int64_t f0 = minor_faults();
     counted = seconds_of([&] {
       const double t0 = now();
-      for (size_t b = 0; b < bytes; b += 4096) static_cast<volatile char*>(p)[b] = 1;
+      touch_pages(p, bytes);
       raw = now() - t0;
     });
     faults = static_cast<double>(minor_faults() - f0);
