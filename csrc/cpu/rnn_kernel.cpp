@@ -664,10 +664,9 @@ struct Lstm {
 // first (each engine's fastest one-step and Tc-step runs over the rounds are
 // extrapolated; page faults are not counted and the close engines get one more
 // round, see select_engine); the whole calibration takes 1-50 ms on 2 cores, the
-// largest classes more (N = 128 x H = 512 backward 60-100 ms on a slow day; more
-// when it is a process's first call).
-// Keyed by cell, pass,
-// dtype, batch and steps rounded up to powers of two, D and H.
+// largest classes more (the N = 128 x H = 512 LSTM backward 55-110 ms on a slow day;
+// more when it is a process's first call). Keyed by cell, pass, dtype, batch and
+// steps rounded up to powers of two, D and H.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
                     int64_t H) {
   const std::vector<Engine> candidates =
