@@ -1000,16 +1000,21 @@ def gemm_engines() -> list[str]:
 
 def gemm_engine_choices() -> dict[str, dict]:
     """What ``auto`` chose so far in this process: ``{shape class: {"engine": name,
-    "calibration_ms": total trial time, "trial_ms": {engine: best trial time}}}``."""
+    "calibration_ms": total trial time, "trial_ms": {engine: estimated time of the
+    real call}}}``; the RNN / LSTM classes also give ``"trial": {"rows": R, "steps":
+    S}``, the batch rows and the steps of the longer timed trial run."""
     out = {}
     for line in _ops._gemm_engine_choices().splitlines():
         parts = line.split(" ")
-        # key words, then engine, calibration ms, name:ms ...
+        # key words, then engine, calibration ms, name:ms ..., then rows=R steps=S (RNN / LSTM)
+        shape = [p for p in parts if "=" in p]
         trials = [p for p in parts if ":" in p]
-        head = parts[: len(parts) - len(trials)]
+        head = parts[: len(parts) - len(trials) - len(shape)]
         key, engine, ms = " ".join(head[:-2]), head[-2], float(head[-1])
         out[key] = {"engine": engine, "calibration_ms": ms,
                     "trial_ms": {t.split(":")[0]: float(t.split(":")[1]) for t in trials}}
+        if shape:
+            out[key]["trial"] = {p.split("=")[0]: int(p.split("=")[1]) for p in shape}
     return out
 
 

@@ -325,6 +325,65 @@ def test_float64_calibration_times_the_own_step_gemm_and_it_agrees_with_blas():
     _assert_own_matches_blas(a, grad_tol=1e-11)
 
 
+def _trial_plan(B, T, D, H, G, backward, float64, engines):
+    """Plain reference of layer_engine's trial plan (csrc/cpu/rnn_kernel.cpp): batch
+    rows and steps of the longer timed run, and the calibration's work in float32
+    FLOPs (warm-up runs, one round and the extra round), at most 1.35e10."""
+    rows, row_flops = min(B, 64), 2 * (D + H) * G * (3 if backward else 1) * (2 if float64 else 1)
+    steps = 1 if T <= 1 else min(max(3, int(6e8 / max(1, rows * row_flops))), min(T, 8))
+    def work(r, t):
+        run = 1 if T <= 1 else 1 + t
+        return r * row_flops * (engines * (1 + run) + 2 * run)
+    if T > 1 and work(rows, steps) > 1.35e10:
+        steps = min(steps, 2)
+    if work(rows, steps) > 1.35e10:
+        rows = max(min(B, 16), int(rows * 1.35e10 / work(rows, steps)))
+    return rows, steps, work(rows, steps)
+
+
+def test_calibration_keeps_to_its_work_budget_on_the_callers_weights():
+    # The heaviest class here (float64 LSTM, N = 128, D = H = 512: 3.7e10 FLOPs with
+    # 64-row, 3-step trials, 87-112 ms) runs 2-step trials on fewer rows; the
+    # float32 class of the N = 50 benchmark keeps its 50 rows and 3 steps. The trials
+    # run on the call's own weights, here a transposed (non-contiguous) Wx, and the
+    # calibrating call's results are the forced engines' (no trial buffer leaks out).
+    if len(ops.gemm_engines()) == 1:
+        pytest.skip("one GEMM engine: nothing to calibrate")
+    for (N, T, D, H, dtype) in ((128, 16, 512, 512, torch.float64), (50, 16, 256, 512, torch.float32)):
+        a = make_inputs(N, T, D, H, 4, dtype, scale=0.05)
+        a["Wx"] = a["Wx"].t().contiguous().t()
+        assert not a["Wx"].is_contiguous()
+        for v in a.values():
+            v.requires_grad_(True)
+        torch.ops.a3ext._clear_gemm_engine_choices()
+        with ops.gemm_backend("auto"):
+            h = ops.lstm(**a)
+            grads = torch.autograd.grad(h, list(a.values()), torch.cos(h))
+        choices = ops.gemm_engine_choices()
+        # shape classes: N and T rounded up to powers of two
+        key = {p: f"lstm_{p} {'Double' if dtype == torch.float64 else 'Float'} N{128 if N == 128 else 64} T16 D{D} H{H}"
+               for p in ("fwd", "bwd")}
+        for p, backward in (("fwd", False), ("bwd", True)):
+            c = choices[key[p]]
+            rows, steps, work = _trial_plan(N, T, D, H, 4 * H, backward, dtype == torch.float64, len(c["trial_ms"]))
+            assert c["trial"] == {"rows": rows, "steps": steps}, (key[p], c)
+            assert work <= 1.35e10 or rows == 16, (key[p], work)
+        if dtype == torch.float64:
+            assert choices[key["bwd"]]["trial"]["rows"] < 64 and choices[key["bwd"]]["trial"]["steps"] == 2
+        else:
+            assert choices[key["bwd"]]["trial"] == {"rows": 50, "steps": 3}
+        with ops.gemm_backend(choices[key["fwd"]]["engine"]):
+            h_forced = ops.lstm(**a)
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(h, h_forced, rtol=tol, atol=tol)
+        with ops.gemm_backend("blas"):
+            h_blas = ops.lstm(**a)
+            grads_blas = torch.autograd.grad(h_blas, list(a.values()), torch.cos(h_blas))
+        gtol = 1e-9 if dtype == torch.float64 else 2e-3
+        for g, g_blas in zip(grads, grads_blas):
+            torch.testing.assert_close(g, g_blas, rtol=gtol, atol=gtol)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="minor page faults are read with getrusage (Linux)")
 def test_calibration_timings_leave_out_page_faults():
     # The trials time the real kernels, whose fresh outputs fault on every page or on

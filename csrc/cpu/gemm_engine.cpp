@@ -9,6 +9,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <sstream>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -31,6 +32,7 @@ struct Choice {
   std::vector<std::pair<Engine, double>> seconds;  // measured per candidate
   double calibration_seconds;
   bool stored = false;  // set from outside (a file of choices), not measured here
+  std::string trial_shape;  // "rows=R steps=S" of the RNN / LSTM trials ("" otherwise)
 };
 std::mutex g_mutex;                   // guards g_choices and serialises calibrations
 std::map<std::string, Choice> g_choices;
@@ -66,72 +68,6 @@ int64_t size_class(int64_t n) {
   int64_t p = 1;
   while (p < n) p <<= 1;
   return p;
-}
-
-Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
-                     const std::function<std::vector<double>(Engine, bool)>& trial, int rounds,
-                     const std::function<double(const std::vector<double>&)>& estimate) {
-  auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
-  const int backend = g_gemm_backend.load();
-  if (backend != 0) {
-    const Engine forced = static_cast<Engine>(backend - 1);
-    if (has(forced)) return forced;
-    if (dtype == at::kFloat && forced == Engine::OneDnn)
-      TORCH_CHECK(OneDnnLinear::get().available(),
-                  "a3ext: the 'onednn' GEMM backend was requested but this torch has no usable "
-                  "oneDNN (torch.backends.mkldnn)");
-    if (dtype == at::kFloat && forced == Engine::Mkl)
-      TORCH_CHECK(mkl_api().has_packed_sgemm(),
-                  "a3ext: the 'mkl' GEMM backend was requested but this torch exports no MKL "
-                  "packed GEMM (cblas_sgemm_pack)");
-    return Engine::Blas;
-  }
-  if (candidates.size() == 1) return candidates[0];
-  std::lock_guard<std::mutex> lock(g_mutex);
-  auto it = g_choices.find(key);
-  if (at::globalContext().deterministicAlgorithms()) {
-    // torch.use_deterministic_algorithms(True): no timing decides anything, so a
-    // run repeats bit for bit: a stored choice (load_gemm_engine_choices) or blas.
-    if (it != g_choices.end() && it->second.stored && has(it->second.engine)) return it->second.engine;
-    return candidates[0];
-  }
-  if (it != g_choices.end() && has(it->second.engine)) return it->second.engine;
-  // Calibrate: one untimed run each (first-use costs: oneDNN's primitive cache,
-  // page faults), then `rounds` interleaved timed rounds; each run's minimum counts.
-  const double t0 = now();
-  std::vector<std::vector<double>> fastest(candidates.size());
-  auto timed_round = [&](size_t i) {  // each run's minimum over the rounds
-    const std::vector<double> t = trial(candidates[i], false);
-    if (fastest[i].empty()) fastest[i] = t;
-    for (size_t j = 0; j < t.size() && j < fastest[i].size(); ++j) fastest[i][j] = std::min(fastest[i][j], t[j]);
-  };
-  for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
-  for (int r = 0; r < rounds; ++r)
-    for (size_t i = 0; i < candidates.size(); ++i) timed_round(i);
-  std::vector<double> best(candidates.size());
-  auto estimate_all = [&] {
-    for (size_t i = 0; i < candidates.size(); ++i)
-      best[i] = fastest[i].empty() ? 1e30 : estimate ? estimate(fastest[i]) : fastest[i][0];
-  };
-  estimate_all();
-  // One more round for the two fastest estimates when they are within 30 % of each
-  // other: single timed runs on a shared machine move by 10-50 %, and the heaviest
-  // classes get only one round above.
-  std::vector<size_t> order(candidates.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best[a] < best[b]; });
-  if (order.size() > 1 && best[order[1]] <= 1.3 * best[order[0]]) {
-    timed_round(order[0]);
-    timed_round(order[1]);
-    estimate_all();
-  }
-  size_t win = 0;
-  for (size_t i = 1; i < candidates.size(); ++i)
-    if (best[i] < best[win]) win = i;
-  Choice c{candidates[win], {}, now() - t0};
-  for (size_t i = 0; i < candidates.size(); ++i) c.seconds.emplace_back(candidates[i], best[i]);
-  g_choices[key] = c;
-  return c.engine;
 }
 
 namespace {
@@ -181,13 +117,144 @@ double fault_seconds() {
 }
 }  // namespace
 
+namespace {
+// The outputs of the trial runs of the select_engine call on this thread
+// (new_output), and the time and page faults spent preparing fresh ones, which
+// seconds_of leaves out.
+struct TrialOutputs {
+  std::vector<c10::Storage> buffers;
+  double prepare_seconds = 0;
+  int64_t prepare_faults = 0;
+};
+thread_local TrialOutputs* t_trial_outputs = nullptr;
+
+// While alive, this thread's kernel outputs come from a TrialOutputs (nested: restored).
+class TrialOutputScope {
+ public:
+  TrialOutputScope() : previous_(t_trial_outputs) { t_trial_outputs = &outputs_; }
+  ~TrialOutputScope() { t_trial_outputs = previous_; }
+  TrialOutputScope(const TrialOutputScope&) = delete;
+  TrialOutputScope& operator=(const TrialOutputScope&) = delete;
+
+ private:
+  TrialOutputs outputs_;
+  TrialOutputs* previous_;
+};
+}  // namespace
+
+at::Tensor new_output(at::IntArrayRef shape, const at::TensorOptions& options) {
+  if (t_trial_outputs == nullptr) return at::empty(shape, options);
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(shape)) * options.dtype().itemsize();
+  for (const c10::Storage& s : t_trial_outputs->buffers)
+    if (s.use_count() == 1 && s.nbytes() >= bytes && s.nbytes() <= 2 * bytes) {
+      std::vector<int64_t> strides(shape.size(), 1);
+      for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * shape[i + 1];
+      return at::empty({0}, options).set_(s, 0, shape, strides);
+    }
+  // a fresh buffer, its pages touched now and the time left out of the trial's
+  // (so that a run meeting a new output size costs no more than one reusing a buffer)
+  const double t0 = now();
+  const int64_t f0 = minor_faults();
+  at::Tensor t = at::empty(shape, options);
+#ifdef __linux__
+  if (bytes > 0) touch_pages(t.mutable_data_ptr(), bytes);
+#endif
+  t_trial_outputs->buffers.push_back(t.storage());
+  t_trial_outputs->prepare_faults += minor_faults() - f0;
+  t_trial_outputs->prepare_seconds += now() - t0;
+  return t;
+}
+
+Engine select_engine(const std::string& key, at::ScalarType dtype, const std::vector<Engine>& candidates,
+                     const std::function<std::vector<double>(Engine, bool)>& trial, int rounds,
+                     const std::function<double(const std::vector<double>&)>& estimate,
+                     const std::string& trial_shape) {
+  auto has = [&](Engine e) { return std::find(candidates.begin(), candidates.end(), e) != candidates.end(); };
+  const int backend = g_gemm_backend.load();
+  if (backend != 0) {
+    const Engine forced = static_cast<Engine>(backend - 1);
+    if (has(forced)) return forced;
+    if (dtype == at::kFloat && forced == Engine::OneDnn)
+      TORCH_CHECK(OneDnnLinear::get().available(),
+                  "a3ext: the 'onednn' GEMM backend was requested but this torch has no usable "
+                  "oneDNN (torch.backends.mkldnn)");
+    if (dtype == at::kFloat && forced == Engine::Mkl)
+      TORCH_CHECK(mkl_api().has_packed_sgemm(),
+                  "a3ext: the 'mkl' GEMM backend was requested but this torch exports no MKL "
+                  "packed GEMM (cblas_sgemm_pack)");
+    return Engine::Blas;
+  }
+  if (candidates.size() == 1) return candidates[0];
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_choices.find(key);
+  if (at::globalContext().deterministicAlgorithms()) {
+    // torch.use_deterministic_algorithms(True): no timing decides anything, so a
+    // run repeats bit for bit: a stored choice (load_gemm_engine_choices) or blas.
+    if (it != g_choices.end() && it->second.stored && has(it->second.engine)) return it->second.engine;
+    return candidates[0];
+  }
+  if (it != g_choices.end() && has(it->second.engine)) return it->second.engine;
+  // Calibrate: one untimed run each (first-use costs: oneDNN's primitive cache,
+  // page faults), then `rounds` interleaved timed rounds; each run's minimum counts.
+  const double t0 = now();
+  const TrialOutputScope trial_outputs;
+  std::vector<std::vector<double>> fastest(candidates.size());
+  auto timed_round = [&](size_t i) {  // each run's minimum over the rounds
+    const std::vector<double> t = trial(candidates[i], false);
+    if (fastest[i].empty()) fastest[i] = t;
+    for (size_t j = 0; j < t.size() && j < fastest[i].size(); ++j) fastest[i][j] = std::min(fastest[i][j], t[j]);
+  };
+  for (size_t i = 0; i < candidates.size(); ++i) trial(candidates[i], true);
+  // Rounds after the first, and the extra round below, only while the calibration
+  // stays within kOptionalRoundsUntil by the previous round's wall time.
+  std::vector<double> wall(candidates.size(), 0.0);  // each engine's last timed round
+  auto fits = [&](double more) { return now() - t0 + more <= kOptionalRoundsUntil; };
+  for (int r = 0; r < rounds; ++r) {
+    if (r > 0 && !fits(std::accumulate(wall.begin(), wall.end(), 0.0))) break;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const double w0 = now();
+      timed_round(i);
+      wall[i] = now() - w0;
+    }
+  }
+  std::vector<double> best(candidates.size());
+  auto estimate_all = [&] {
+    for (size_t i = 0; i < candidates.size(); ++i)
+      best[i] = fastest[i].empty() ? 1e30 : estimate ? estimate(fastest[i]) : fastest[i][0];
+  };
+  estimate_all();
+  // One more round for the two fastest estimates when they are within 30 % of each
+  // other: single timed runs on a shared machine move by 10-50 %, and the heaviest
+  // classes get only one round above.
+  std::vector<size_t> order(candidates.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return best[a] < best[b]; });
+  if (order.size() > 1 && best[order[1]] <= 1.3 * best[order[0]] && fits(wall[order[0]] + wall[order[1]])) {
+    timed_round(order[0]);
+    timed_round(order[1]);
+    estimate_all();
+  }
+  size_t win = 0;
+  for (size_t i = 1; i < candidates.size(); ++i)
+    if (best[i] < best[win]) win = i;
+  Choice c{candidates[win], {}, now() - t0, false, trial_shape};
+  for (size_t i = 0; i < candidates.size(); ++i) c.seconds.emplace_back(candidates[i], best[i]);
+  g_choices[key] = c;
+  return c.engine;
+}
+
 double seconds_of(const std::function<void()>& f) {
   const double fs = fault_seconds();
+  const TrialOutputs none;
+  const TrialOutputs& prep = t_trial_outputs != nullptr ? *t_trial_outputs : none;
+  const double p0 = prep.prepare_seconds;
+  const int64_t pf0 = prep.prepare_faults;
   const int64_t f0 = minor_faults();
   const double s = now();
   f();
-  const double t = now() - s;
-  return std::max(0.0, t - fs * static_cast<double>(minor_faults() - f0));
+  const double t = now() - s - (prep.prepare_seconds - p0);
+  const int64_t faults = minor_faults() - f0 - (prep.prepare_faults - pf0);
+  return std::max(0.0, t - fs * static_cast<double>(faults));
 }
 
 at::Tensor synthetic(at::IntArrayRef shape, double a, const at::TensorOptions& options, uint32_t stream) {
@@ -223,6 +290,7 @@ std::string engine_choices() {
   for (const auto& [key, c] : g_choices) {
     out << key << ' ' << engine_name(c.engine) << ' ' << c.calibration_seconds * 1e3;
     for (const auto& [e, s] : c.seconds) out << ' ' << engine_name(e) << ':' << s * 1e3;
+    if (!c.trial_shape.empty()) out << ' ' << c.trial_shape;
     out << '\n';
   }
   return out.str();

@@ -86,10 +86,15 @@ const char* engine_name(Engine e);
 // mode measures nothing (timings differ between runs, and so would the rounding
 // of the engine they pick): a stored choice for `key` (load_gemm_engine_choices)
 // if there is one, else Blas.
+// Rounds after the first and the extra round run only if the calibration, with
+// the previous round's time added, stays within this (seconds): the issue's
+// "under 50 ms once" (the layer ops also size their trials to a work budget).
+constexpr double kOptionalRoundsUntil = 0.045;
 Engine select_engine(const std::string& key, at::ScalarType dtype,
                      const std::vector<Engine>& candidates,
                      const std::function<std::vector<double>(Engine, bool)>& trial, int rounds = 2,
-                     const std::function<double(const std::vector<double>&)>& estimate = nullptr);
+                     const std::function<double(const std::vector<double>&)>& estimate = nullptr,
+                     const std::string& trial_shape = "");
 
 // Seconds one call of f takes, less its minor page faults at this machine's cost
 // per fault (measured once): a trial's fresh 2-4 MB outputs (dWx, dWh) fault on
@@ -100,6 +105,16 @@ Engine select_engine(const std::string& key, at::ScalarType dtype,
 // and 3.0 for three (1,024 faults in the one-step run), and auto chose blas_batch
 // there in one bench run (1.09x torch.nn against 1.35x with mkl).
 double seconds_of(const std::function<void()>& f);
+
+// A new uninitialised contiguous tensor for an output of a kernel (h, c and the gates
+// of a forward, dx, dWx and dWh of a backward), at::empty's, except on a thread
+// inside select_engine's trials: there it reuses the memory of an earlier trial
+// run's output that nothing holds any more (at least as large, at most twice).
+// Fresh, each trial run's outputs met a page fault on every page (the float32 LSTM
+// backward at (128,16,512,512): 2,016 faults a run, dWx and dWh, ~3 ms of a 4-9 ms
+// run, a third of that class's calibration); seconds_of already left them out of
+// the estimates, so the choices stay as they were and only the wall time shrinks.
+at::Tensor new_output(at::IntArrayRef shape, const at::TensorOptions& options);
 
 // Data for the trials: a new tensor of `shape` whose values fill [-a, a) (element i
 // is 2 * frac((i + stream * 2^20) * golden ratio) - 1, times a, from 32-bit integer

@@ -183,7 +183,7 @@ Tensor input_projection(const Tensor& x, const Tensor& W, const Tensor& b, Engin
   const int64_t rows = x.size(0) * x.size(1), D = x.size(2), G = W.size(1);
   if (!bias_in_pointwise(engine) && rows > 0 && D > 0 && G > 0)
     return OneDnnLinear::get()(x.view({rows, D}), W.t(), b);
-  Tensor out = at::empty({rows, G}, x.options());
+  Tensor out = new_output({rows, G}, x.options());
   if (rows == 0 || G == 0) return out;
   if (D == 0) {  // no inputs: the bias alone
     if (bias_in_pointwise(engine))
@@ -204,7 +204,8 @@ Tensor input_gradient(const Tensor& dpre2d, const Tensor& W, int64_t N, int64_t 
   const bool onednn = engine == Engine::OneDnn;
   if (onednn && dpre2d.size(0) > 0 && W.size(0) > 0 && W.size(1) > 0)
     return OneDnnLinear::get()(dpre2d, W, std::nullopt).view({N, T, W.size(0)});
-  return at::mm(dpre2d, W.t()).view({N, T, W.size(0)});
+  Tensor dx = new_output({dpre2d.size(0), W.size(0)}, dpre2d.options());
+  return at::mm_out(dx, dpre2d, W.t()).view({N, T, W.size(0)});
 }
 
 // Sequence ranges [bounds[i], bounds[i+1]) for the BLAS path's threads, with
@@ -521,7 +522,8 @@ Tensor weight_gradient(const Tensor& a2d, const Tensor& dpre2d, Engine engine) {
   const bool onednn = engine == Engine::OneDnn;
   if (onednn && a2d.size(0) > 0 && a2d.size(1) > 0 && dpre2d.size(1) > 0)
     return OneDnnLinear::get()(a2d.t(), dpre2d.t(), std::nullopt);
-  return at::mm(a2d.t(), dpre2d);
+  Tensor dW = new_output({a2d.size(1), dpre2d.size(1)}, dpre2d.options());
+  return at::mm_out(dW, a2d.t(), dpre2d);
 }
 
 // dx, dWx, dWh, db from the pre-activation gradients dpre (rows, G): whole-sequence
@@ -595,8 +597,8 @@ struct Lstm {
     const int64_t H = h0.size(1), G = 4 * H, rows_all = x2d.size(0);
     // gates start as x @ Wx + b and end as the activated gates saved for backward
     Tensor gates = input_projection(x2d.unsqueeze(1), Wx, b, engine).view({rows_all, G});
-    Tensor h = at::empty({rows_all, H}, x2d.options());
-    Tensor c = at::empty({rows_all, H}, x2d.options());
+    Tensor h = new_output({rows_all, H}, x2d.options());
+    Tensor c = new_output({rows_all, H}, x2d.options());
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "lstm_forward", [&] {
       using T = scalar_t;
       const auto& k = rnn_pointwise_kernels<T>();
@@ -657,55 +659,72 @@ struct Lstm {
 // ---------------------------------------------------------------------------
 // The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
 // fastest for this shape class, calibrated on its first call by running the
-// kernel itself with each engine on synthetic data of the real sizes, the batch
-// capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs) timed, the cost of the real
+// kernel itself with each engine on the call's weights and synthetic activations,
+// the batch capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs) timed, the cost of the real
 // T steps extrapolated from the two (so that an engine's per-call cost, such
 // as packing the weight, counts as often as it will be paid), one untimed step
 // first (each engine's fastest one-step and Tc-step runs over the rounds are
-// extrapolated; page faults are not counted and the close engines get one more
-// round, see select_engine); the whole calibration takes 1-50 ms on 2 cores, the
-// largest classes more (the N = 128 x H = 512 LSTM backward 55-110 ms on a slow day;
-// more when it is a process's first call). Keyed by cell, pass, dtype, batch and
-// steps rounded up to powers of two, D and H.
+// extrapolated; page faults and fresh outputs are not counted and the close
+// engines get one more round, see select_engine); the heaviest classes run Tc = 2
+// and fewer rows (the work budget below). The whole calibration of each of the 32
+// classes of bench_rnn took 1-46 ms on 2 cores (3 runs; before the budget, the
+// trials' output reuse and the caller's weights, the N = 128 x H = 512 LSTM
+// backward took 61-113 ms). Keyed by cell, pass, dtype, batch and steps rounded up
+// to powers of two, D and H.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
-                    int64_t H) {
+                    int64_t H, const Tensor& Wx, const Tensor& Wh) {
   const std::vector<Engine> candidates =
       B > 0 && T > 0 ? rnn_candidates(dtype, D, H) : std::vector<Engine>{Engine::Blas};
   const int64_t G = (lstm ? 4 : 1) * H;
-  const int64_t Bc = std::min<int64_t>(B, 64);
-  // a trial step's work in float32 FLOPs: float64 GEMMs run at half the rate, so
+  int64_t Bc = std::min<int64_t>(B, 64);
+  // a trial row-step's work in float32 FLOPs: float64 GEMMs run at half the rate, so
   // the float64 classes (three engines with `own`) cost no more than float32's
-  const double step_flops = 2.0 * Bc * (D + H) * G * (backward ? 3 : 1) * (dtype == at::kDouble ? 2 : 1);
-  const int64_t Tc = T <= 1 ? 1
-                            : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(6e8 / std::max(1.0, step_flops))),
-                                                std::min<int64_t>(T, 8));
+  const double row_flops = 2.0 * (D + H) * G * (backward ? 3 : 1) * (dtype == at::kDouble ? 2 : 1);
+  const double step_flops = Bc * row_flops;
+  int64_t Tc = T <= 1 ? 1
+                      : std::min<int64_t>(std::max<int64_t>(3, static_cast<int64_t>(6e8 / std::max(1.0, step_flops))),
+                                          std::min<int64_t>(T, 8));
   const int rounds = step_flops * (Tc + 1) > 8e8 ? 1 : 2;
+  // The whole calibration's work at most kBudget FLOPs (warm-up runs, the first
+  // round and the extra round; later rounds are timed out by select_engine): the
+  // heaviest classes run Tc = 2, then fewer rows (not under 16). 1.35e10 keeps the
+  // float32 LSTM backward at (50, 16, 256, 512) as it was (1.32e10, 40-44 ms here)
+  // and brings the N = 128 x H = 512 LSTM backward classes from 61-70 (float32) and
+  // 87-91 ms (float64) to 48 and 29 rows.
+  constexpr double kBudget = 1.35e10;
+  const double E = static_cast<double>(candidates.size());
+  auto work = [&](int64_t rows, int64_t tc) {
+    const double run = T <= 1 ? 1.0 : 1.0 + static_cast<double>(tc);  // steps of one timed trial
+    return static_cast<double>(rows) * row_flops * (E * (1.0 + run) + 2.0 * run);
+  };
+  if (T > 1 && work(Bc, Tc) > kBudget) Tc = std::min<int64_t>(Tc, 2);
+  if (work(Bc, Tc) > kBudget)
+    Bc = std::max<int64_t>(std::min<int64_t>(B, 16), static_cast<int64_t>(Bc * kBudget / work(Bc, Tc)));
   const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
                           c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
                           " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
-  // synthetic inputs (gemm_engine.h), made on the first (untimed) trial run
+  // The trials run on the call's own weights (their size is what the engines differ
+  // on; synthetic weights of the largest classes cost 3-7 ms of fresh pages and
+  // filling) and on synthetic activations (gemm_engine.h), made on the first
+  // (untimed) trial run: x, h0, c0, b, then for the backward h, c, gates, dh.
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();
   std::vector<Tensor> in;
   auto run = [&](Engine e, int64_t steps) {
     if (in.empty()) {
       const auto o = at::TensorOptions().dtype(dtype);
       uint32_t stream = 0;
       auto r = [&](at::IntArrayRef s, double a) { return synthetic(s, a, o, ++stream); };
-      // x, h0, c0, Wx, Wh, b, then h, c, gates, dh (for the backward)
-      in = {r({Bc * Tc, D}, 1.0), r({Bc, H}, 0.5), r({Bc, H}, 0.5), r({D, G}, 0.05), r({H, G}, 0.05),
-            r({G}, 0.1), r({Bc * Tc, H}, 0.5), r({Bc * Tc, H}, 0.5), r({Bc * Tc, G}, 0.5), r({Bc * Tc, H}, 1.0)};
+      in = {r({Bc * Tc, D}, 1.0), r({Bc, H}, 0.5), r({Bc, H}, 0.5), r({G}, 0.1)};
+      if (backward) in.insert(in.end(), {r({Bc * Tc, H}, 0.5), r({Bc * Tc, H}, 0.5), r({Bc * Tc, G}, 0.5), r({Bc * Tc, H}, 1.0)});
     }
     const SeqLayout l = SeqLayout::padded(Bc, steps);
     auto rows = [&](const Tensor& t) { return t.narrow(0, 0, Bc * steps); };  // row buffers of `steps` steps
-    if (lstm && !backward) Lstm::forward(rows(in[0]), in[1], in[2], in[3], in[4], in[5], l, e);
+    if (lstm && !backward) Lstm::forward(rows(in[0]), in[1], in[2], Wxc, Whc, in[3], l, e);
     if (lstm && backward)
-      Lstm::backward(rows(in[9]), Tensor(), rows(in[0]), in[1], in[2], in[3], in[4], rows(in[6]), rows(in[7]),
-                     rows(in[8]), l, e);
-    if (!lstm && !backward)
-      Rnn::forward(rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(), in[4].narrow(1, 0, H).contiguous(),
-                   in[5].narrow(0, 0, H), l, e);
-    if (!lstm && backward)
-      Rnn::backward(rows(in[9]), rows(in[0]), in[1], in[3].narrow(1, 0, H).contiguous(),
-                    in[4].narrow(1, 0, H).contiguous(), rows(in[6]), l, e);
+      Lstm::backward(rows(in[7]), Tensor(), rows(in[0]), in[1], in[2], Wxc, Whc, rows(in[4]), rows(in[5]),
+                     rows(in[6]), l, e);
+    if (!lstm && !backward) Rnn::forward(rows(in[0]), in[1], Wxc, Whc, in[3], l, e);
+    if (!lstm && backward) Rnn::backward(rows(in[7]), rows(in[0]), in[1], Wxc, Whc, rows(in[4]), l, e);
   };
   // The extrapolation uses each engine's fastest one-step and fastest Tc-step run over
   // the rounds, not the best of the rounds' extrapolations (a one-step run slowed by
@@ -723,7 +742,8 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
     if (fastest.size() < 2) return fastest[0];
     return fastest[0] + static_cast<double>(T - 1) * std::max(0.0, fastest[1] - fastest[0]) / static_cast<double>(Tc - 1);
   };
-  return select_engine(key, dtype, candidates, trial, rounds, estimate);
+  return select_engine(key, dtype, candidates, trial, rounds, estimate,
+                       "rows=" + std::to_string(Bc) + " steps=" + std::to_string(Tc));
 }
 
 // ---------------------------------------------------------------------------
@@ -742,7 +762,7 @@ auto zero_gradients(const Tensor& like, Shapes... shapes) {
 Tensor rnn_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const Dims d = check_forward_inputs("a3ext.rnn", x, h0, Wx, Wh, &b, 1);
   if (d.N == 0 || d.T == 0 || d.H == 0) return at::empty({d.N, d.T, d.H}, x.options());
-  const Engine e = layer_engine(false, false, x.scalar_type(), d.N, d.T, d.D, d.H);
+  const Engine e = layer_engine(false, false, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
   return Rnn::forward(flat(x), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
                       SeqLayout::padded(d.N, d.T), e)
       .view({d.N, d.T, d.H});
@@ -755,7 +775,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(const Tensor
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H},
                           at::IntArrayRef{d.D, d.H}, at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
-  const Engine e = layer_engine(false, true, x.scalar_type(), d.N, d.T, d.D, d.H);
+  const Engine e = layer_engine(false, true, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
   auto [dx, dh0, dWx, dWh, db] = Rnn::backward(flat(dh), flat(x), h0.contiguous(), Wx.contiguous(),
                                                Wh.contiguous(), flat(h), SeqLayout::padded(d.N, d.T), e);
   return {dx.view({d.N, d.T, d.D}), dh0, dWx, dWh, db};
@@ -767,7 +787,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_cpu(const Tensor& x, const Tenso
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return {at::empty({d.N, d.T, d.H}, x.options()), at::empty({d.N, d.T, d.H}, x.options()),
             at::empty({d.N, d.T, 4 * d.H}, x.options())};
-  const Engine e = layer_engine(true, false, x.scalar_type(), d.N, d.T, d.D, d.H);
+  const Engine e = layer_engine(true, false, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
   auto [h, c, gates] = Lstm::forward(flat(x), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                                      b.contiguous(), SeqLayout::padded(d.N, d.T), e);
   return {h.view({d.N, d.T, d.H}), c.view({d.N, d.T, d.H}), gates.view({d.N, d.T, 4 * d.H})};
@@ -781,7 +801,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H}, at::IntArrayRef{d.N, d.H},
                           at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
-  const Engine e = layer_engine(true, true, x.scalar_type(), d.N, d.T, d.D, d.H);
+  const Engine e = layer_engine(true, true, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
   auto [dx, dh0, dc0, dWx, dWh, db] =
       Lstm::backward(dh.defined() ? flat(dh) : Tensor(), dc.defined() ? flat(dc) : Tensor(), flat(x),
                      h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(), flat(h), flat(c),
@@ -798,7 +818,7 @@ Tensor rnn_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes, const 
                               const Tensor& Wh, const Tensor& b) {
   const PackedDims d = check_packed_inputs("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, &b, 1);
   if (d.P == 0 || d.H == 0) return at::empty({d.P, d.H}, x.options());
-  const Engine e = layer_engine(false, false, x.scalar_type(), d.B, d.T, d.D, d.H);
+  const Engine e = layer_engine(false, false, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
   return Rnn::forward(x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
                       SeqLayout::packed(d), e);
 }
@@ -810,7 +830,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
   if (d.P == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.D, d.H},
                           at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
-  const Engine e = layer_engine(false, true, x.scalar_type(), d.B, d.T, d.D, d.H);
+  const Engine e = layer_engine(false, true, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
   return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                        h.contiguous(), SeqLayout::packed(d), e);
 }
@@ -822,7 +842,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, cons
   if (d.P == 0 || d.H == 0)
     return {at::empty({d.P, d.H}, x.options()), at::empty({d.P, d.H}, x.options()),
             at::empty({d.P, 4 * d.H}, x.options())};
-  const Engine e = layer_engine(true, false, x.scalar_type(), d.B, d.T, d.D, d.H);
+  const Engine e = layer_engine(true, false, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
   return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                        b.contiguous(), SeqLayout::packed(d), e);
 }
@@ -836,7 +856,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_
   if (d.P == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.B, d.H},
                           at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
-  const Engine e = layer_engine(true, true, x.scalar_type(), d.B, d.T, d.D, d.H);
+  const Engine e = layer_engine(true, true, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
   return Lstm::backward(dh.defined() ? dh.contiguous() : Tensor(), dc.defined() ? dc.contiguous() : Tensor(),
                         x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
                         h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d), e);
