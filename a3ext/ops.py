@@ -961,8 +961,8 @@ def gemm_backend(name: str) -> Iterator[None]:
 
     ``"auto"`` (default): the engine measured fastest on this machine, per op,
     dtype and shape class (a short trial of every available engine on the first
-    call of each class, 1-50 ms once on a 2-core machine, up to ~110 ms for the
-    heaviest LSTM backward classes, cached for the process; see
+    call of each class, about 1-45 ms once on a 2-core machine (a work budget
+    shrinks the heaviest classes' trials), cached for the process; see
     :func:`gemm_engine_choices`). ``"blas"``: the BLAS torch links (batch split
     across threads for the whole sequence); ``"onednn"``: oneDNN's GEMM (float32;
     float64 runs BLAS); ``"mkl"``: MKL's packed GEMM with the recurrent weights
