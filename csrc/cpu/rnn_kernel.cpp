@@ -660,7 +660,7 @@ struct Lstm {
 // The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
 // fastest for this shape class, calibrated on its first call by running the
 // kernel itself with each engine on the call's weights and synthetic activations,
-// the batch capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs) timed, the cost of the real
+// the batch capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs; 2 in the heaviest classes) timed, the cost of the real
 // T steps extrapolated from the two (so that an engine's per-call cost, such
 // as packing the weight, counts as often as it will be paid), one untimed step
 // first (each engine's fastest one-step and Tc-step runs over the rounds are
@@ -707,10 +707,12 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   // on; synthetic weights of the largest classes cost 3-7 ms of fresh pages and
   // filling) and on synthetic activations (gemm_engine.h), made on the first
   // (untimed) trial run: x, h0, c0, b, then for the backward h, c, gates, dh.
-  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();
+  Tensor Wxc, Whc;  // (contiguous copies only if the caller's are not; made on a calibration's first run)
   std::vector<Tensor> in;
   auto run = [&](Engine e, int64_t steps) {
     if (in.empty()) {
+      Wxc = Wx.contiguous();
+      Whc = Wh.contiguous();
       const auto o = at::TensorOptions().dtype(dtype);
       uint32_t stream = 0;
       auto r = [&](at::IntArrayRef s, double a) { return synthetic(s, a, o, ++stream); };
