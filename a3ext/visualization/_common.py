@@ -5,6 +5,7 @@ May import: no other a3ext module; outside a3ext: torch.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -56,6 +57,12 @@ def check_images(X, fn: str, name: str = "X", batch: int | None = None, model=_N
             raise TypeError(f"{fn}: {name} has dtype {X.dtype} but the model's parameters are {dtype}; "
                             f"convert one of them (e.g. {name}.to({dtype}))")
     return X
+
+
+def check_learning_rate(learning_rate, fn: str) -> None:
+    """``learning_rate`` must be a positive finite number (int or float)."""
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"{fn}: learning_rate must be a positive finite number, got {learning_rate!r}")
 
 
 def check_targets(y, n: int, fn: str, name: str = "y", num_classes: int | None = None) -> torch.Tensor:

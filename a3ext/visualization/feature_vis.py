@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import eval_mode
+from ._common import check_learning_rate, eval_mode
 
 __all__ = ["FeatureVisualization", "render_class", "transformed_probability", "fourier_image", "to_rgb",
            "standard_transforms", "random_affine", "COLOR_CORRELATION_SVD_SQRT"]
@@ -191,8 +191,7 @@ def render_class(target_y: int, model: nn.Module, *, size: int = 224, steps: int
     for name, value, low in (("size", size, 16), ("steps", steps, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{fn}: {name} must be an int >= {low}, got {value!r}")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"{fn}: learning_rate must be a positive finite number, got {learning_rate!r}")
+    check_learning_rate(learning_rate, fn)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     try:

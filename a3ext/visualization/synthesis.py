@@ -10,7 +10,6 @@ a3ext: matplotlib, torch.
 """
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._util import in_notebook
-from ._common import check_images, check_targets, eval_mode, pixel_bounds, pixel_scale
+from ._common import check_images, check_learning_rate, check_targets, eval_mode, pixel_bounds, pixel_scale
 
 __all__ = [
     "FoolingResult",
@@ -92,8 +91,7 @@ def make_fooling_images(X: torch.Tensor, target_y, model: nn.Module, learning_ra
     target = check_targets(target_y, X.shape[0], fn, name="target_y")
     if not isinstance(max_iter, int) or max_iter < 0:
         raise ValueError(f"{fn}: max_iter must be a non-negative int, got {max_iter!r}")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"{fn}: learning_rate must be a positive finite number, got {learning_rate!r}")
+    check_learning_rate(learning_rate, fn)
     n = X.shape[0]
     x0 = X.detach()
     xf = x0.clone()
@@ -293,8 +291,7 @@ def visualize_class(target_y: int, model: nn.Module, l2_reg: float = 1e-3,
                              ("max_jitter", max_jitter, 0), ("show_every", show_every, 0), ("size", size, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{fn}: {name} must be an int >= {low}, got {value!r}")
-    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(f"{fn}: learning_rate must be a positive finite number, got {learning_rate!r}")
+    check_learning_rate(learning_rate, fn)
     if not (isinstance(l2_reg, (int, float)) and l2_reg >= 0):
         raise ValueError(f"{fn}: l2_reg must be a number >= 0, got {l2_reg!r}")
     try:
