@@ -296,17 +296,21 @@ def test_gemm_engines_are_listed_and_auto_records_its_choice():
         assert set(choices[key]["trial_ms"]) <= set(ops.gemm_engines())
 
 
+def _lstm_and_grads(a, engine):
+    """ops.lstm on inputs `a` under `engine`: h and every input's gradient (cotangent cos(h))."""
+    with ops.gemm_backend(engine):
+        h = ops.lstm(**a)
+        return h, torch.autograd.grad(h, list(a.values()), torch.cos(h))
+
+
 def _assert_own_matches_blas(a, grad_tol):
     """The float64 LSTM on inputs `a` under the own engine against blas: outputs to
     1e-12, every gradient (cotangent cos(h)) to grad_tol."""
-    results = {}
-    for engine in ("blas", "own"):
-        with ops.gemm_backend(engine):
-            h = ops.lstm(**a)
-            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
-    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
-    for g_own, g_blas in zip(results["own"][1], results["blas"][1]):
-        torch.testing.assert_close(g_own, g_blas, rtol=grad_tol, atol=grad_tol)
+    h_own, g_own = _lstm_and_grads(a, "own")
+    h_blas, g_blas = _lstm_and_grads(a, "blas")
+    torch.testing.assert_close(h_own, h_blas, rtol=1e-12, atol=1e-12)
+    for g, g_ref in zip(g_own, g_blas):
+        torch.testing.assert_close(g, g_ref, rtol=grad_tol, atol=grad_tol)
 
 
 def test_float64_calibration_times_the_own_step_gemm_and_it_agrees_with_blas():
@@ -356,9 +360,7 @@ def test_calibration_keeps_to_its_work_budget_on_the_callers_weights():
         for v in a.values():
             v.requires_grad_(True)
         torch.ops.a3ext._clear_gemm_engine_choices()
-        with ops.gemm_backend("auto"):
-            h = ops.lstm(**a)
-            grads = torch.autograd.grad(h, list(a.values()), torch.cos(h))
+        h, grads = _lstm_and_grads(a, "auto")
         choices = ops.gemm_engine_choices()
         # shape classes: N and T rounded up to powers of two
         key = {p: f"lstm_{p} {'Double' if dtype == torch.float64 else 'Float'} N{128 if N == 128 else 64} T16 D{D} H{H}"
@@ -376,9 +378,7 @@ def test_calibration_keeps_to_its_work_budget_on_the_callers_weights():
             h_forced = ops.lstm(**a)
         tol = 1e-12 if dtype == torch.float64 else 1e-5
         torch.testing.assert_close(h, h_forced, rtol=tol, atol=tol)
-        with ops.gemm_backend("blas"):
-            h_blas = ops.lstm(**a)
-            grads_blas = torch.autograd.grad(h_blas, list(a.values()), torch.cos(h_blas))
+        _, grads_blas = _lstm_and_grads(a, "blas")
         gtol = 1e-9 if dtype == torch.float64 else 2e-3
         for g, g_blas in zip(grads, grads_blas):
             torch.testing.assert_close(g, g_blas, rtol=gtol, atol=gtol)

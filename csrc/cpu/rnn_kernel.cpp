@@ -660,7 +660,7 @@ struct Lstm {
 // The engine of a layer call (gemm_engine.h): in `auto` mode the one measured
 // fastest for this shape class, calibrated on its first call by running the
 // kernel itself with each engine on the call's weights and synthetic activations,
-// the batch capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs; 2 in the heaviest classes) timed, the cost of the real
+// the batch capped at 64 rows: one step and Tc = 3..8 steps (about 6e8 FLOPs) timed, the cost of the real
 // T steps extrapolated from the two (so that an engine's per-call cost, such
 // as packing the weight, counts as often as it will be paid), one untimed step
 // first (each engine's fastest one-step and Tc-step runs over the rounds are
