@@ -103,27 +103,65 @@ def test_lstm_gate_order_is_i_f_o_g():
     np.testing.assert_allclose(h.numpy(), np.full((1, H), np.tanh(g)), rtol=1e-12)
 
 
-def test_float32_tanh_accuracy_over_the_whole_range():
-    # The float32 time loops use a rational tanh (rnn_pointwise.cpp): with Wx = I,
-    # Wh = 0 and b = 0 the RNN's output is tanh(x) elementwise. Within 6 ULP (4e-7
-    # absolute) of float64 tanh over [-12, 12] and tiny inputs; NaN and +-inf kept.
-    x = torch.cat([torch.linspace(-12, 12, 200_001, dtype=torch.float64),
-                   torch.logspace(-9, 0, 20_001, dtype=torch.float64)]).to(torch.float32)
-    H = 64
-    x = torch.cat([x, torch.zeros((-x.numel()) % H)]).view(-1, 1, H)
-    h = ops.rnn(x, torch.zeros(x.shape[0], H), torch.eye(H), torch.zeros(H, H), torch.zeros(H))
-    want = torch.tanh(x.double())
-    err = (h.double() - want).abs()
-    assert err.max().item() <= 4e-7
-    ulp = torch.finfo(torch.float32).eps * want.abs().clamp_min(torch.finfo(torch.float32).tiny)
-    assert (err / ulp).max().item() <= 8
-    tiny = x.abs() < 1e-4
-    assert torch.equal(h[tiny], x[tiny])  # tanh(x) rounds to x in float32 there
-    # one value per sequence (H = 1), so that inf * 0 in the projection cannot mix them
-    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 9.0, -9.0])
-    hs = ops.rnn(special.view(7, 1, 1), torch.zeros(7, 1), torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1))
-    assert torch.isnan(hs[0, 0, 0])
-    assert torch.allclose(hs[1:, 0, 0], torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]), rtol=0, atol=3e-7)
+_FLOAT32_ACTIVATION_CHECK = """
+import numpy as np, torch
+from a3ext import ops
+# The float32 time loops use a rational tanh and sigmoid(x) = 0.5 + 0.5 tanh(x / 2)
+# (rnn_pointwise.cpp). An LSTM step with Wx = [I I I I], Wh = 0, b = 0 saves the
+# activated gates sigmoid(x), sigmoid(x), sigmoid(x), tanh(x) of its input x; an RNN
+# with Wx = I outputs tanh(x).
+x = torch.cat([torch.linspace(-30, 30, 240_001, dtype=torch.float64),
+               torch.logspace(-9, 0, 20_001, dtype=torch.float64),
+               -torch.logspace(-9, 0, 20_001, dtype=torch.float64)]).to(torch.float32)
+H = 64
+x = torch.cat([x, torch.zeros((-x.numel()) % H)]).view(-1, 1, H)
+B = x.shape[0]
+eye = torch.eye(H)
+_, _, gates = torch.ops.a3ext.lstm_forward(x, torch.zeros(B, H), torch.zeros(B, H), torch.cat([eye] * 4, 1),
+                                           torch.zeros(H, 4 * H), torch.zeros(4 * H))
+gates = gates.view(B, 4, H).double()
+xd = x.double().view(B, H)
+sig_err = max((gates[:, k] - torch.sigmoid(xd)).abs().max().item() for k in range(3))
+lstm_tanh_err = (gates[:, 3] - torch.tanh(xd)).abs().max().item()
+h = ops.rnn(x, torch.zeros(B, H), eye, torch.zeros(H, H), torch.zeros(H)).double().view(B, H)
+want = torch.tanh(xd)
+err = (h - want).abs()
+ulp = (err / (torch.finfo(torch.float32).eps * want.abs().clamp_min(torch.finfo(torch.float32).tiny))).max().item()
+tiny = x.view(B, H).abs() < 1e-4
+tiny_exact = bool(torch.equal(h[tiny].float(), x.view(B, H)[tiny]))  # tanh(x) rounds to x in float32 there
+# special values, one per sequence (H = 1), so that inf * 0 in the projection cannot mix them
+sp = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 9.0, -9.0, 0.0])
+_, _, g1 = torch.ops.a3ext.lstm_forward(sp.view(8, 1, 1), torch.zeros(8, 1), torch.zeros(8, 1), torch.ones(1, 4),
+                                        torch.zeros(1, 4), torch.zeros(4))
+hs = ops.rnn(sp.view(8, 1, 1), torch.zeros(8, 1), torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1)).ravel()
+print(sig_err, lstm_tanh_err, err.max().item(), ulp, tiny_exact, ops.cpu_isa())
+print(*[repr(v) for v in g1.reshape(8, 4)[:, 0].tolist()])
+print(*[repr(v) for v in hs.tolist()])
+"""
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_float32_sigmoid_and_tanh_accuracy_over_the_whole_range(run_python, capability):
+    """float32 tanh within 4e-7 absolute and 8 ULP of float64 tanh over [-30, 30] and
+    tiny inputs (exactly x below 1e-4); sigmoid within 2.5e-7 absolute; NaN stays NaN,
+    +-inf and huge inputs saturate, on every instruction set."""
+    if capability == "avx512" and ops.cpu_isa() != "AVX512":
+        pytest.skip("this CPU runs no AVX-512 code")
+    run = run_python(_FLOAT32_ACTIVATION_CHECK, ATEN_CPU_CAPABILITY=capability)
+    assert run.returncode == 0, run.stderr
+    nums, gates, hs = (line.split() for line in run.stdout.strip().splitlines())
+    sig_err, lstm_tanh_err, tanh_err, tanh_ulp = (float(v) for v in nums[:4])
+    assert nums[5] == {"default": "DEFAULT", "avx2": "AVX2", "avx512": "AVX512"}[capability]
+    assert sig_err <= 2.5e-7, sig_err
+    assert lstm_tanh_err <= 4e-7 and tanh_err <= 4e-7 and tanh_ulp <= 8, (lstm_tanh_err, tanh_err, tanh_ulp)
+    assert nums[4] == "True"
+    # sigmoid of nan, inf, -inf, 1e30, -1e30, 9, -9, 0
+    assert gates[0] == "nan"
+    want = [1.0, 0.0, 1.0, 0.0, 1 / (1 + np.exp(-9.0)), 1 / (1 + np.exp(9.0)), 0.5]
+    np.testing.assert_allclose([float(v) for v in gates[1:]], want, rtol=0, atol=2.5e-7)
+    assert hs[0] == "nan"
+    np.testing.assert_allclose([float(v) for v in hs[1:]], [1.0, -1.0, 1.0, -1.0, np.tanh(9.0), -np.tanh(9.0), 0.0],
+                               rtol=0, atol=3e-7)
 
 
 _FLOAT64_TANH_CHECK = """
@@ -315,8 +353,8 @@ def _assert_own_matches_blas(a, grad_tol):
 
 def test_float64_calibration_times_the_own_step_gemm_and_it_agrees_with_blas():
     # The own engine (AVX-512 CPUs): float64 recurrent products on the weight packed
-    # once per call (csrc/cpu/panel_gemm.cpp). Rows in blocks of up to 10 (23 rows:
-    # 8 + 8 + 7), 16-column panels with a tail (H = 37: 4H = 148 = 9 x 16 + 4).
+    # once per call (csrc/cpu/panel_gemm.cpp). Rows in blocks of up to 13 (23 rows:
+    # 12 + 11), 16-column panels with a tail (H = 37: 4H = 148 = 9 x 16 + 4).
     if "own" not in ops.gemm_engines():
         pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
     a = make_inputs(23, 5, 19, 37, 4, torch.float64, requires_grad=True)
@@ -399,6 +437,17 @@ def test_calibration_timings_leave_out_page_faults():
     assert all(faults >= 32 for _, _, faults in tries), tries
     assert all(0 <= counted <= raw for raw, counted, _ in tries), tries
     assert min(counted / raw for raw, counted, _ in tries) < 0.75, tries
+
+
+@pytest.mark.parametrize("N", [*range(1, 14), 27, 50])
+def test_own_engine_every_row_block_size(N):
+    # The micro-kernel is compiled for 1..13 rows (panel_gemm.cpp); a batch of N rows
+    # runs in ceil(N / 13) near-equal blocks: N <= 13 exercises each size alone,
+    # 27 = 9 + 9 + 9 and 50 = 13 + 13 + 12 + 12. H = 21: 4H = 84 = 5 x 16 + 4.
+    if "own" not in ops.gemm_engines():
+        pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
+    a = make_inputs(N, 3, 5, 21, 4, torch.float64, requires_grad=True)
+    _assert_own_matches_blas(a, grad_tol=1e-11)
 
 
 def test_own_engine_reads_large_batches_in_place():

@@ -21,12 +21,6 @@ namespace CPU_CAPABILITY {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
-template <typename T>
-inline Vec<T> sigmoid(const Vec<T>& x) {
-  const Vec<T> one(T(1));
-  return one / (one + x.neg().exp());
-}
-
 // tanh for the time loops. float32: a rational minimax approximation on
 // [-7.9053, 7.9053] (odd degree-13 numerator over even degree-6 denominator, the
 // coefficients of Eigen's generic_fast_tanh_float; |x| < 4e-4 returns x): a few
@@ -65,8 +59,11 @@ inline Vec<double> tanh(const Vec<double>& x) {
   const V den = V::blendv(q, e + one, large);
   return num / den;
 }
-template <>
-inline Vec<float> tanh(const Vec<float>& a) {
+// The float32 rational tanh without its tiny-input branch (x * P(x^2) / Q(x^2) on
+// x clamped to [-7.9053, 7.9053]). NaN: ATen's AVX2 and AVX-512 clamp keeps it
+// (min/max return their second operand, the input, when either is NaN); the
+// DEFAULT build's clamp drops it, so callers put it back there.
+inline Vec<float> rational_tanh(const Vec<float>& a) {
   using V = Vec<float>;
   const V x = at::vec::clamp(a, V(-7.90531110763549805f), V(7.90531110763549805f));
   const V x2 = x * x;
@@ -80,9 +77,41 @@ inline Vec<float> tanh(const Vec<float>& a) {
   V q = at::vec::fmadd(x2, V(1.19825839466702e-06f), V(1.18534705686654e-04f));
   q = at::vec::fmadd(x2, q, V(2.26843463243900e-03f));
   q = at::vec::fmadd(x2, q, V(4.89352518554385e-03f));
-  // clamp drops NaN on some instruction sets: put it back (x != x only for NaN)
-  const V r = V::blendv(p / q, a, a.abs() < V(0.0004f));
-  return V::blendv(r, a, a != a);
+  return p / q;
+}
+template <>
+inline Vec<float> tanh(const Vec<float>& a) {
+  using V = Vec<float>;
+  const V r = V::blendv(rational_tanh(a), a, a.abs() < V(0.0004f));
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  return r;
+#else
+  return V::blendv(r, a, a != a);  // NaN back (x != x only for NaN)
+#endif
+}
+
+// sigmoid(x) = 1 / (1 + exp(-x)) in float64 (SLEEF's exp, one division).
+// float32: 0.5 + 0.5 tanh(x / 2) with the rational tanh: no exp, and 24 % off the
+// pointwise pass of the float32 LSTM forward (26.1 -> 19.8 us for 25 x 512 units on
+// one core, measured). Within 2e-7 absolute of sigmoid (half the tanh's 3.4e-7 plus
+// rounding): the relative error grows where sigmoid is tiny (x < -10), as with any
+// absolute-error bound, and it is exactly 0 below x = -15.81 (sigmoid < 1.4e-7 there).
+// NaN stays NaN (see rational_tanh), +-inf gives 1 and 0.
+template <typename T>
+inline Vec<T> sigmoid(const Vec<T>& x) {
+  const Vec<T> one(T(1));
+  return one / (one + x.neg().exp());
+}
+template <>
+inline Vec<float> sigmoid(const Vec<float>& x) {
+  using V = Vec<float>;
+  const V half(0.5f);
+  const V s = at::vec::fmadd(half, rational_tanh(x * half), half);
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  return s;
+#else
+  return V::blendv(s, x, x != x);
+#endif
 }
 
 template <typename T>
