@@ -3,15 +3,22 @@
 // capability is AVX512. (Compiled without OpenMP: the caller splits the panels
 // over its threads.)
 //
-// For each panel (16 columns, two registers) and each block of up to 10 rows of A,
+// For each panel (16 columns, two registers) and each block of up to 13 rows of A,
 // the micro-kernel keeps the rows x 2 accumulators in registers for the whole
 // depth K: per k it loads the panel's two vectors and broadcasts the rows' A[i][k]
 // straight from A (no copy of A: its rows are the previous step's h, already in
-// cache), 2 FMAs per row. The rows are cut into near-equal blocks (50 rows: 5 x 10)
-// so that no block runs mostly empty. Measured on a 2-core Xeon (AVX-512), 2
-// threads: (50 x 512) @ (512 x 2048) 560-615 us against 745-830 us for torch.mm;
-// (50 x 2048) @ (2048 x 512) 615-660 against 790; in a 16-step loop with the
-// strided rows of the LSTM's buffers 11.2 ms against 13.1 ms.
+// cache), 2 FMAs per row. The rows are cut into near-equal blocks (50 rows:
+// 13 + 13 + 12 + 12) so that no block runs mostly empty. Up to 13 rows (26
+// accumulators of the 32 registers) rather than 10: each pass streams the panel
+// from L2 once per block, and fewer, taller blocks cost fewer passes -- the bare
+// 16-step loop, 2 threads, rows with stride K + 8, 41 alternating repetitions,
+// medians: (50 x 512) @ (512 x 2048) 603 -> 567 us, (25 x 512) @ (512 x 2048)
+// 355 -> 311 us, (50 x 2048) @ (2048 x 512) 581 -> 556 us; 14 rows let GCC spill
+// more row pointers and was no faster; 12 rows give 50 the same 5 x 10 blocks.
+// (With 10-row blocks, an earlier session on a 2-core Xeon: (50 x 512) @ (512 x 2048)
+// 560-615 us against 745-830 us for torch.mm; (50 x 2048) @ (2048 x 512) 615-660
+// against 790; in a 16-step loop with the strided rows of the LSTM's buffers 11.2 ms
+// against 13.1 ms.)
 #include "panel_gemm.h"
 
 #include <immintrin.h>
@@ -49,7 +56,7 @@ void panel_pack(const double* W, int64_t K, int64_t N, int64_t ld, bool trans, d
 
 namespace {
 
-constexpr int kMaxRows = 10;  // rows per block: 20 accumulators
+constexpr int kMaxRows = 13;  // rows per block: 26 accumulators
 
 // C rows [0, MR) x the panel's n columns (n <= 16) = A @ panel (+ C).
 // Not inlined: compiled on its own, the accumulators stay in registers.
