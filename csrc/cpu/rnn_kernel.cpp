@@ -258,11 +258,13 @@ class PanelWeight {
     const double* p = panels_.data<double>();
     const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, 2 * rows * K_ * kPanelCols));
     at::parallel_for(0, panel_count(N_), grain, [&](int64_t q0, int64_t q1) {
-      // the rows, copied by each thread that runs a chunk into a buffer of its own
-      // (thread_local: right whatever ATen's threading backend; kept between calls,
-      // so at most kMaxCopy elements: larger batches read A where it lies)
+      // rows lying a multiple of 4 KB apart (the forward's h_{t-1}: T * H doubles) all
+      // fall into one L1 set: copied by each thread that runs a chunk into a buffer
+      // of its own (thread_local: right whatever ATen's threading backend; kept
+      // between calls, so at most kMaxCopy elements: larger batches read A where it
+      // lies). Other strides (the backward's padded GradientRows) are read in place.
       const int64_t ld = K_ + kRowPad;
-      if (rows * ld > kMaxCopy) {
+      if (rows * ld > kMaxCopy || (lda * int64_t(sizeof(double))) % 4096 != 0) {
         panel_gemm_avx512(rows, K_, A, lda, p, q0, q1, N_, C, ldc, accumulate);
         return;
       }
@@ -423,6 +425,7 @@ template <typename T, typename Pointwise>
 void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& dh0, const SeqLayout& l,
                         const Pointwise& pointwise) {
   const int64_t H = Wh.size(0), GH = Wh.size(1);
+  const int64_t ldd = dpre.stride(0);  // GH, or more (gradient_rows)
   T* dpp = mptr<T>(dpre);
   T* dh0p = mptr<T>(dh0);
   if (engine == Engine::OneDnn) {
@@ -437,7 +440,7 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
         if (mid > n0) pointwise(n0, mid - n0, t, rp + n0 * H);
         if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
       });
-      rec = OneDnnLinear::get()(step_rows<T>(dpp, l, t, 0, n, GH, dpre), Wh, std::nullopt);  // dpre_t @ Wh^T
+      rec = OneDnnLinear::get()(step_rows<T>(dpp, l, t, 0, n, GH, dpre), Wh, std::nullopt);  // dpre_t @ Wh^T (ldd = GH)
       rec_rows = n;
     }
     if (rec_rows > 0) dh0.narrow(0, 0, rec_rows).copy_(rec);
@@ -458,7 +461,7 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
           const int64_t rows = std::min(n1, l.count[t]) - n0;
           if (rows <= 0) continue;
           pointwise(n0, rows, t, prev_rows > 0 ? dh_rec : nullptr);
-          step_gemm(rows, dpp + l.row(t, n0) * GH, l.stride * GH, dh_rec);
+          step_gemm(rows, dpp + l.row(t, n0) * ldd, l.stride * ldd, dh_rec);
           prev_rows = rows;
         }
         std::copy(dh_rec, dh_rec + prev_rows * H, dh0p + n0 * H);
@@ -482,7 +485,7 @@ void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& d
         if (mid > n0) pointwise(n0, mid - n0, t, rec + n0 * H);
         if (n1 > mid) pointwise(mid, n1 - mid, t, nullptr);
       });
-      step_gemm(n, dpp + l.row(t, 0) * GH, l.stride * GH, rec);
+      step_gemm(n, dpp + l.row(t, 0) * ldd, l.stride * ldd, rec);
       rec_rows = n;
     }
     std::copy(rec, rec + rec_rows * H, dh0p);
@@ -541,6 +544,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> weight_gradients(const Tensor& dpre, 
   return {dx, dWx, dWh, dpre.sum(0)};
 }
 
+// The pre-activation gradients (rows, width) of a backward, from the pool (never
+// returned). Rows are 64 bytes longer than width except for oneDNN: a time step's
+// rows, read side by side by the step GEMM, lie T rows apart, and at a power-of-two
+// width (T * 4H doubles = 256 KB at T = 16, H = 512) they all fell into one L1 set,
+// so the own engine copied them to a padded buffer in every thread at every step
+// (50 x 2048 doubles a thread a step at (50, 16, 256, 512)); with the padding it
+// reads them where they lie (PanelWeight::gemm).
+struct GradientRows {
+  GradientRows(int64_t rows, int64_t width, at::ScalarType dtype, Engine engine)
+      : ws({rows, width + (engine == Engine::OneDnn || width == 0 ? 0 : 64 / int64_t(c10::elementSize(dtype)))},
+           dtype),
+        view(ws.tensor().narrow(1, 0, width)) {}
+  Workspace ws;
+  Tensor view;  // (rows, width), row stride ws's width
+};
+
 // ---------------------------------------------------------------------------
 // The kernels proper, on row buffers (rows, width) in either layout: x2d (rows, D),
 // h0 / c0 (B, H). The padded ops view (N, T, .) as (N*T, .); the packed ops pass
@@ -570,8 +589,8 @@ struct Rnn {
       const Tensor& dh, const Tensor& x2d, const Tensor& h0, const Tensor& Wx, const Tensor& Wh,
       const Tensor& h, const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1);
-    const Workspace da_ws(h.sizes(), h.scalar_type());  // pre-activation gradients (never returned)
-    Tensor da = da_ws.tensor();
+    const GradientRows da_rows(h.size(0), H, h.scalar_type(), engine);  // pre-activation gradients
+    Tensor da = da_rows.view;
     Tensor dh0 = at::zeros_like(h0);
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "rnn_backward", [&] {
       using T = scalar_t;
@@ -582,7 +601,8 @@ struct Rnn {
       const int64_t ld = l.stride * H;
       backward_time_loop<T>(engine, Wh, da, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
         const int64_t off = l.row(t, n0) * H;
-        k.rnn_backward(rows, H, hp + off, ld, dhp + off, ld, dh_rec, dap + off, ld);
+        const int64_t lda = da.stride(0);
+        k.rnn_backward(rows, H, hp + off, ld, dhp + off, ld, dh_rec, dap + l.row(t, n0) * lda, l.stride * lda);
       });
     });
     auto [dx, dWx, dWh, db] = weight_gradients(da, x2d, h0, h, Wx, l, engine);
@@ -628,8 +648,8 @@ struct Lstm {
       const Tensor& Wx, const Tensor& Wh, const Tensor& h, const Tensor& c, const Tensor& gates,
       const SeqLayout& l, Engine engine) {
     const int64_t H = h0.size(1), G = 4 * H;
-    const Workspace dgates_ws(gates.sizes(), gates.scalar_type());  // never returned
-    Tensor dgates = dgates_ws.tensor();
+    const GradientRows dgates_rows(gates.size(0), G, gates.scalar_type(), engine);
+    Tensor dgates = dgates_rows.view;
     Tensor dh0 = at::zeros_like(h0);
     Tensor dc0 = at::zeros_like(h0);  // carries dc_t * f_t back through time
     AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "lstm_backward", [&] {
@@ -641,6 +661,7 @@ struct Lstm {
       const T* dhp = dh.defined() ? ptr<T>(dh) : nullptr;
       const T* dcp = dc.defined() ? ptr<T>(dc) : nullptr;
       T* dgp = mptr<T>(dgates);
+      const int64_t ldg = dgates.stride(0);
       T* dcc = mptr<T>(dc0);
       const int64_t ld = l.stride * H;
       backward_time_loop<T>(engine, Wh, dgates, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
@@ -648,7 +669,7 @@ struct Lstm {
         const T* cprev = t == 0 ? c0p + n0 * H : cp + l.row(t - 1, n0) * H;
         k.lstm_backward(rows, H, gp + row * G, l.stride * G, cp + row * H, ld, cprev, t == 0 ? H : ld,
                         dhp == nullptr ? nullptr : dhp + row * H, ld, dh_rec,
-                        dcp == nullptr ? nullptr : dcp + row * H, ld, dcc + n0 * H, dgp + row * G, l.stride * G);
+                        dcp == nullptr ? nullptr : dcp + row * H, ld, dcc + n0 * H, dgp + row * ldg, l.stride * ldg);
       });
     });
     auto [dx, dWx, dWh, db] = weight_gradients(dgates, x2d, h0, h, Wx, l, engine);
