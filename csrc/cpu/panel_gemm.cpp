@@ -6,8 +6,9 @@
 // For each panel (16 columns, two registers) and each block of up to 13 rows of A,
 // the micro-kernel keeps the rows x 2 accumulators in registers for the whole
 // depth K: per k it loads the panel's two vectors and broadcasts the rows' A[i][k]
-// straight from A (no copy of A: its rows are the previous step's h, already in
-// cache), 2 FMAs per row. The rows are cut into near-equal blocks (50 rows:
+// straight from A (A is not packed: its rows are the previous step's h or the
+// step's gradients, already in cache; PanelWeight::gemm in rnn_kernel.cpp copies
+// them first only when they lie a multiple of 4 KB apart), 2 FMAs per row. The rows are cut into near-equal blocks (50 rows:
 // 13 + 13 + 12 + 12) so that no block runs mostly empty. Up to 13 rows (26
 // accumulators of the 32 registers) rather than 10: each pass streams the panel
 // from L2 once per block, and fewer, taller blocks cost fewer passes -- the bare

@@ -425,7 +425,7 @@ template <typename T, typename Pointwise>
 void backward_time_loop(Engine engine, const Tensor& Wh, Tensor& dpre, Tensor& dh0, const SeqLayout& l,
                         const Pointwise& pointwise) {
   const int64_t H = Wh.size(0), GH = Wh.size(1);
-  const int64_t ldd = dpre.stride(0);  // GH, or more (gradient_rows)
+  const int64_t ldd = dpre.stride(0);  // GH, or more (GradientRows)
   T* dpp = mptr<T>(dpre);
   T* dh0p = mptr<T>(dh0);
   if (engine == Engine::OneDnn) {
