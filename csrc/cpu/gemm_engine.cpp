@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include <ATen/Parallel.h>
+#include <c10/util/strides.h>
 
 #include <algorithm>
 #include <atomic>
@@ -115,9 +116,7 @@ double fault_seconds() {
   }();
   return s;
 }
-}  // namespace
 
-namespace {
 // The outputs of the trial runs of the select_engine call on this thread
 // (new_output), and the time and page faults spent preparing fresh ones, which
 // seconds_of leaves out.
@@ -147,9 +146,7 @@ at::Tensor new_output(at::IntArrayRef shape, const at::TensorOptions& options) {
   const size_t bytes = static_cast<size_t>(c10::multiply_integers(shape)) * options.dtype().itemsize();
   for (const c10::Storage& s : t_trial_outputs->buffers)
     if (s.use_count() == 1 && s.nbytes() >= bytes && s.nbytes() <= 2 * bytes) {
-      std::vector<int64_t> strides(shape.size(), 1);
-      for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * shape[i + 1];
-      return at::empty({0}, options).set_(s, 0, shape, strides);
+      return at::empty({0}, options).set_(s, 0, shape, c10::contiguous_strides(shape));
     }
   // a fresh buffer, its pages touched now and the time left out of the trial's
   // (so that a run meeting a new output size costs no more than one reusing a buffer)

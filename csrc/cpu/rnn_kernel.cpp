@@ -599,9 +599,9 @@ struct Rnn {
       const T* dhp = ptr<T>(dh);
       T* dap = mptr<T>(da);
       const int64_t ld = l.stride * H;
+      const int64_t lda = da.stride(0);
       backward_time_loop<T>(engine, Wh, da, dh0, l, [&](int64_t n0, int64_t rows, int64_t t, const T* dh_rec) {
         const int64_t off = l.row(t, n0) * H;
-        const int64_t lda = da.stride(0);
         k.rnn_backward(rows, H, hp + off, ld, dhp + off, ld, dh_rec, dap + l.row(t, n0) * lda, l.stride * lda);
       });
     });
@@ -691,7 +691,7 @@ struct Lstm {
 // classes of bench_rnn took 1-46 ms on 2 cores (3 runs; before the budget, the
 // trials' output reuse and the caller's weights, the N = 128 x H = 512 LSTM
 // backward took 61-113 ms). Keyed by cell, pass, dtype, batch and steps rounded up
-// to powers of two, D and H.
+// to powers of two, D and H. Wx and Wh: the call's weights, contiguous.
 Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, int64_t T, int64_t D,
                     int64_t H, const Tensor& Wx, const Tensor& Wh) {
   const std::vector<Engine> candidates =
@@ -724,16 +724,14 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
   const std::string key = std::string(lstm ? "lstm" : "rnn") + (backward ? "_bwd " : "_fwd ") +
                           c10::toString(dtype) + " N" + std::to_string(size_class(B)) +
                           " T" + std::to_string(size_class(T)) + " D" + std::to_string(D) + " H" + std::to_string(H);
-  // The trials run on the call's own weights (their size is what the engines differ
-  // on; synthetic weights of the largest classes cost 3-7 ms of fresh pages and
-  // filling) and on synthetic activations (gemm_engine.h), made on the first
-  // (untimed) trial run: x, h0, c0, b, then for the backward h, c, gates, dh.
-  Tensor Wxc, Whc;  // (contiguous copies only if the caller's are not; made on a calibration's first run)
+  // The trials run on the call's own weights (contiguous: the ops make them so once,
+  // for the trials and the call; their size is what the engines differ on, and
+  // synthetic weights of the largest classes cost 3-7 ms of fresh pages and filling)
+  // and on synthetic activations (gemm_engine.h), made on the first (untimed) trial
+  // run: x, h0, c0, b, then for the backward h, c, gates, dh.
   std::vector<Tensor> in;
   auto run = [&](Engine e, int64_t steps) {
     if (in.empty()) {
-      Wxc = Wx.contiguous();
-      Whc = Wh.contiguous();
       const auto o = at::TensorOptions().dtype(dtype);
       uint32_t stream = 0;
       auto r = [&](at::IntArrayRef s, double a) { return synthetic(s, a, o, ++stream); };
@@ -742,12 +740,12 @@ Engine layer_engine(bool lstm, bool backward, at::ScalarType dtype, int64_t B, i
     }
     const SeqLayout l = SeqLayout::padded(Bc, steps);
     auto rows = [&](const Tensor& t) { return t.narrow(0, 0, Bc * steps); };  // row buffers of `steps` steps
-    if (lstm && !backward) Lstm::forward(rows(in[0]), in[1], in[2], Wxc, Whc, in[3], l, e);
+    if (lstm && !backward) Lstm::forward(rows(in[0]), in[1], in[2], Wx, Wh, in[3], l, e);
     if (lstm && backward)
-      Lstm::backward(rows(in[7]), Tensor(), rows(in[0]), in[1], in[2], Wxc, Whc, rows(in[4]), rows(in[5]),
+      Lstm::backward(rows(in[7]), Tensor(), rows(in[0]), in[1], in[2], Wx, Wh, rows(in[4]), rows(in[5]),
                      rows(in[6]), l, e);
-    if (!lstm && !backward) Rnn::forward(rows(in[0]), in[1], Wxc, Whc, in[3], l, e);
-    if (!lstm && backward) Rnn::backward(rows(in[7]), rows(in[0]), in[1], Wxc, Whc, rows(in[4]), l, e);
+    if (!lstm && !backward) Rnn::forward(rows(in[0]), in[1], Wx, Wh, in[3], l, e);
+    if (!lstm && backward) Rnn::backward(rows(in[7]), rows(in[0]), in[1], Wx, Wh, rows(in[4]), l, e);
   };
   // The extrapolation uses each engine's fastest one-step and fastest Tc-step run over
   // the rounds, not the best of the rounds' extrapolations (a one-step run slowed by
@@ -785,8 +783,9 @@ auto zero_gradients(const Tensor& like, Shapes... shapes) {
 Tensor rnn_forward_cpu(const Tensor& x, const Tensor& h0, const Tensor& Wx, const Tensor& Wh, const Tensor& b) {
   const Dims d = check_forward_inputs("a3ext.rnn", x, h0, Wx, Wh, &b, 1);
   if (d.N == 0 || d.T == 0 || d.H == 0) return at::empty({d.N, d.T, d.H}, x.options());
-  const Engine e = layer_engine(false, false, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
-  return Rnn::forward(flat(x), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(false, false, x.scalar_type(), d.N, d.T, d.D, d.H, Wxc, Whc);
+  return Rnn::forward(flat(x), h0.contiguous(), Wxc, Whc, b.contiguous(),
                       SeqLayout::padded(d.N, d.T), e)
       .view({d.N, d.T, d.H});
 }
@@ -798,9 +797,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward_cpu(const Tensor
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H},
                           at::IntArrayRef{d.D, d.H}, at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
-  const Engine e = layer_engine(false, true, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
-  auto [dx, dh0, dWx, dWh, db] = Rnn::backward(flat(dh), flat(x), h0.contiguous(), Wx.contiguous(),
-                                               Wh.contiguous(), flat(h), SeqLayout::padded(d.N, d.T), e);
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(false, true, x.scalar_type(), d.N, d.T, d.D, d.H, Wxc, Whc);
+  auto [dx, dh0, dWx, dWh, db] = Rnn::backward(flat(dh), flat(x), h0.contiguous(), Wxc,
+                                               Whc, flat(h), SeqLayout::padded(d.N, d.T), e);
   return {dx.view({d.N, d.T, d.D}), dh0, dWx, dWh, db};
 }
 
@@ -810,8 +810,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_cpu(const Tensor& x, const Tenso
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return {at::empty({d.N, d.T, d.H}, x.options()), at::empty({d.N, d.T, d.H}, x.options()),
             at::empty({d.N, d.T, 4 * d.H}, x.options())};
-  const Engine e = layer_engine(true, false, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
-  auto [h, c, gates] = Lstm::forward(flat(x), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(true, false, x.scalar_type(), d.N, d.T, d.D, d.H, Wxc, Whc);
+  auto [h, c, gates] = Lstm::forward(flat(x), h0.contiguous(), c0.contiguous(), Wxc, Whc,
                                      b.contiguous(), SeqLayout::padded(d.N, d.T), e);
   return {h.view({d.N, d.T, d.H}), c.view({d.N, d.T, d.H}), gates.view({d.N, d.T, 4 * d.H})};
 }
@@ -824,10 +825,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_cpu(
   if (d.N == 0 || d.T == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.N, d.T, d.D}, at::IntArrayRef{d.N, d.H}, at::IntArrayRef{d.N, d.H},
                           at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
-  const Engine e = layer_engine(true, true, x.scalar_type(), d.N, d.T, d.D, d.H, Wx, Wh);
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(true, true, x.scalar_type(), d.N, d.T, d.D, d.H, Wxc, Whc);
   auto [dx, dh0, dc0, dWx, dWh, db] =
       Lstm::backward(dh.defined() ? flat(dh) : Tensor(), dc.defined() ? flat(dc) : Tensor(), flat(x),
-                     h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(), flat(h), flat(c),
+                     h0.contiguous(), c0.contiguous(), Wxc, Whc, flat(h), flat(c),
                      flat(gates), SeqLayout::padded(d.N, d.T), e);
   return {dx.view({d.N, d.T, d.D}), dh0, dc0, dWx, dWh, db};
 }
@@ -841,8 +843,9 @@ Tensor rnn_packed_forward_cpu(const Tensor& x, const Tensor& batch_sizes, const 
                               const Tensor& Wh, const Tensor& b) {
   const PackedDims d = check_packed_inputs("a3ext.rnn_packed", x, batch_sizes, h0, Wx, Wh, &b, 1);
   if (d.P == 0 || d.H == 0) return at::empty({d.P, d.H}, x.options());
-  const Engine e = layer_engine(false, false, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
-  return Rnn::forward(x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(), b.contiguous(),
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(false, false, x.scalar_type(), d.B, d.T, d.D, d.H, Wxc, Whc);
+  return Rnn::forward(x.contiguous(), h0.contiguous(), Wxc, Whc, b.contiguous(),
                       SeqLayout::packed(d), e);
 }
 
@@ -853,8 +856,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_packed_backward_cpu(
   if (d.P == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.D, d.H},
                           at::IntArrayRef{d.H, d.H}, at::IntArrayRef{d.H});
-  const Engine e = layer_engine(false, true, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
-  return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(false, true, x.scalar_type(), d.B, d.T, d.D, d.H, Wxc, Whc);
+  return Rnn::backward(dh.contiguous(), x.contiguous(), h0.contiguous(), Wxc, Whc,
                        h.contiguous(), SeqLayout::packed(d), e);
 }
 
@@ -865,8 +869,9 @@ std::tuple<Tensor, Tensor, Tensor> lstm_packed_forward_cpu(const Tensor& x, cons
   if (d.P == 0 || d.H == 0)
     return {at::empty({d.P, d.H}, x.options()), at::empty({d.P, d.H}, x.options()),
             at::empty({d.P, 4 * d.H}, x.options())};
-  const Engine e = layer_engine(true, false, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
-  return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(true, false, x.scalar_type(), d.B, d.T, d.D, d.H, Wxc, Whc);
+  return Lstm::forward(x.contiguous(), h0.contiguous(), c0.contiguous(), Wxc, Whc,
                        b.contiguous(), SeqLayout::packed(d), e);
 }
 
@@ -879,9 +884,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_packed_backward_
   if (d.P == 0 || d.H == 0)
     return zero_gradients(x, at::IntArrayRef{d.P, d.D}, at::IntArrayRef{d.B, d.H}, at::IntArrayRef{d.B, d.H},
                           at::IntArrayRef{d.D, 4 * d.H}, at::IntArrayRef{d.H, 4 * d.H}, at::IntArrayRef{4 * d.H});
-  const Engine e = layer_engine(true, true, x.scalar_type(), d.B, d.T, d.D, d.H, Wx, Wh);
+  const Tensor Wxc = Wx.contiguous(), Whc = Wh.contiguous();  // once, for the trials and the call
+  const Engine e = layer_engine(true, true, x.scalar_type(), d.B, d.T, d.D, d.H, Wxc, Whc);
   return Lstm::backward(dh.defined() ? dh.contiguous() : Tensor(), dc.defined() ? dc.contiguous() : Tensor(),
-                        x.contiguous(), h0.contiguous(), c0.contiguous(), Wx.contiguous(), Wh.contiguous(),
+                        x.contiguous(), h0.contiguous(), c0.contiguous(), Wxc, Whc,
                         h.contiguous(), c.contiguous(), gates.contiguous(), SeqLayout::packed(d), e);
 }
 
