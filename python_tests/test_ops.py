@@ -450,14 +450,26 @@ def test_own_engine_every_row_block_size(N):
     _assert_own_matches_blas(a, grad_tol=1e-11)
 
 
-def test_own_engine_reads_large_batches_in_place():
-    # Each thread copies a step's rows to a padded stride only up to 2^20 elements;
-    # at 520 rows the backward's rows (K = 4H = 2048) exceed that and are read where
-    # they lie, the forward's (K = H = 512) are still copied. Both agree with blas.
+def test_own_engine_reads_rows_in_place_or_copies_them():
+    # The own step GEMM copies a step's rows to a padded stride (each thread) only when
+    # they lie a multiple of 4 KB apart and fit 2^20 elements, else it reads them where
+    # they lie. LSTM, 520 rows: the forward's h rows (T * H = 1024 doubles apart) are
+    # copied, the backward's padded gradient rows read in place. RNN, H = 1024, 1040
+    # rows: the forward's rows (2048 doubles apart) exceed 2^20 elements with the
+    # padding and are read in place too. Both agree with blas.
     if "own" not in ops.gemm_engines():
         pytest.skip("no 'own' engine on this CPU (needs AVX-512)")
     a = make_inputs(520, 2, 8, 512, 4, torch.float64, requires_grad=True, scale=0.05)
     _assert_own_matches_blas(a, grad_tol=1e-10)
+    a = make_inputs(1040, 2, 8, 1024, 1, torch.float64, requires_grad=True, scale=0.05)
+    results = {}
+    for engine in ("own", "blas"):
+        with ops.gemm_backend(engine):
+            h = ops.rnn(**a)
+            results[engine] = (h, torch.autograd.grad(h, list(a.values()), torch.cos(h)))
+    torch.testing.assert_close(results["own"][0], results["blas"][0], rtol=1e-12, atol=1e-12)
+    for g, g_ref in zip(results["own"][1], results["blas"][1]):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-10)
 
 
 def test_gemm_engine_choices_round_trip_through_disk(tmp_path):
