@@ -29,20 +29,26 @@ RNN_SHAPES = [(128, 16, 512, 512), (50, 16, 256, 512), (25, 16, 256, 512), (10, 
 GRAM_SHAPES = [(64, 128), (128, 64), (256, 64), (512, 16)]  # C, H = W
 
 
+def forward_backward(cell: str, N: int, T: int, D: int, H: int, dt: torch.dtype) -> None:
+    """One ops.lstm / ops.rnn forward and backward (seeded inputs): calibrates both
+    passes' classes if they are new."""
+    G = 4 if cell == "lstm" else 1
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, T, D, dtype=dt, generator=g, requires_grad=True)
+    h0 = torch.randn(N, H, dtype=dt, generator=g)
+    Wx = (0.05 * torch.randn(D, G * H, dtype=dt, generator=g)).requires_grad_()
+    Wh = (0.05 * torch.randn(H, G * H, dtype=dt, generator=g)).requires_grad_()
+    b = torch.zeros(G * H, dtype=dt)
+    (ops.lstm if cell == "lstm" else ops.rnn)(x, h0, Wx, Wh, b).sum().backward()
+
+
 def calibrate_every_class() -> dict[str, dict]:
     """One call of every bench class with an empty choice table: the choices made."""
     torch.ops.a3ext._clear_gemm_engine_choices()
     for cell in ("lstm", "rnn"):
-        G = 4 if cell == "lstm" else 1
         for N, T, D, H in RNN_SHAPES:
             for dt in (torch.float32, torch.float64):
-                g = torch.Generator().manual_seed(0)
-                x = torch.randn(N, T, D, dtype=dt, generator=g, requires_grad=True)
-                h0 = torch.randn(N, H, dtype=dt, generator=g)
-                Wx = (0.05 * torch.randn(D, G * H, dtype=dt, generator=g)).requires_grad_()
-                Wh = (0.05 * torch.randn(H, G * H, dtype=dt, generator=g)).requires_grad_()
-                b = torch.zeros(G * H, dtype=dt)
-                (ops.lstm if cell == "lstm" else ops.rnn)(x, h0, Wx, Wh, b).sum().backward()
+                forward_backward(cell, N, T, D, H, dt)
     for dt in (torch.float32, torch.float64):
         for C, HW in GRAM_SHAPES:
             f = torch.randn(1, C, HW, HW, dtype=dt, requires_grad=True)
@@ -51,17 +57,11 @@ def calibrate_every_class() -> dict[str, dict]:
 
 
 _FRESH = """
-import json, torch
-from a3ext import ops
-g = torch.Generator().manual_seed(0)
-N, T, D, H = 50, 16, 256, 512
-out = {}
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from bench_calibration import forward_backward, ops
 for dt in (torch.float32, torch.float64):
-    x = torch.randn(N, T, D, dtype=dt, generator=g, requires_grad=True)
-    h0 = torch.randn(N, H, dtype=dt, generator=g)
-    Wx = (0.05 * torch.randn(D, 4 * H, dtype=dt, generator=g)).requires_grad_()
-    Wh = (0.05 * torch.randn(H, 4 * H, dtype=dt, generator=g)).requires_grad_()
-    ops.lstm(x, h0, Wx, Wh, torch.zeros(4 * H, dtype=dt)).sum().backward()
+    forward_backward("lstm", 50, 16, 256, 512, dt)
 print(json.dumps({k: [v["engine"], v["calibration_ms"]] for k, v in ops.gemm_engine_choices().items()}))
 """
 
@@ -91,7 +91,8 @@ def main(argv=None) -> int:
           f"{len(over)} at or over 50 ms{': ' + ', '.join(over) if over else ''}")
     fresh = []
     for i in range(args.processes):
-        out = subprocess.run([sys.executable, "-c", _FRESH], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", _FRESH, os.path.dirname(os.path.abspath(__file__))],
+                             capture_output=True, text=True, check=True)
         fresh.append(json.loads(out.stdout.strip().splitlines()[-1]))
     if fresh:
         print(f"\n(50,16,256,512) LSTM in {len(fresh)} fresh processes (engine, calibration ms):")
